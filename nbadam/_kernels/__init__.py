@@ -1,0 +1,1 @@
+"""Update rules as compiled kernels: :mod:`.cpu` (Numba) and :mod:`.cuda`."""

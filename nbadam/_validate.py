@@ -1,0 +1,150 @@
+"""Input checks shared by the public API.
+
+Each check either returns the value in canonical form or raises one
+``ValueError``/``TypeError`` whose message names the parameter, quotes the bad
+value and says what is allowed.  None of them modifies its argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def real(name: str, value: Any) -> float:
+    """Return ``value`` as a float; refuse bools, strings and non-finite numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+            value = value.item()
+        else:
+            raise TypeError(f"{name} must be a real number, got {value!r} "
+                            f"of type {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def positive(name: str, value: Any) -> float:
+    """A finite number > 0."""
+    value = real(name, value)
+    if value <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def nonnegative(name: str, value: Any) -> float:
+    """A finite number >= 0."""
+    value = real(name, value)
+    if value < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def unit_interval(name: str, value: Any) -> float:
+    """A number in [0, 1)."""
+    value = real(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def betas(value: Any) -> tuple[float, float]:
+    """A pair ``(beta1, beta2)``, each in [0, 1)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
+    if len(value) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {len(value)} values: "
+                         f"{value!r}")
+    return unit_interval("betas[0]", value[0]), unit_interval("betas[1]", value[1])
+
+
+def flag(name: str, value: Any) -> bool:
+    """A bool (NumPy bools accepted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    """One of ``allowed`` (case-insensitive); returns the lower-case name."""
+    if isinstance(value, str) and value.lower() in allowed:
+        return value.lower()
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def integer(name: str, value: Any, minimum: int = 0) -> int:
+    """An integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def learning_rate(value: Any) -> float | Callable[[int], float]:
+    """A positive number or a schedule (a callable ``step -> lr``)."""
+    if callable(value):
+        return value
+    return positive("lr", value)
+
+
+def scheduled_lr(schedule: Callable[[int], float], count: int) -> float:
+    """Evaluate a schedule at ``count`` updates done and check what it returns."""
+    value = schedule(count)
+    try:
+        value = real("lr", value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the lr schedule {schedule!r} returned {value!r} at step {count}; "
+                         "a schedule must return a finite number >= 0") from exc
+    if value < 0.0:
+        raise ValueError(f"the lr schedule {schedule!r} returned {value!r} at step {count}; "
+                         "a schedule must return a finite number >= 0")
+    return value
+
+
+def params_vector(value: Any, name: str = "params") -> np.ndarray:
+    """A writable, C-contiguous, 1-D float32/float64 NumPy array (used as is)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a 1-D NumPy array of float32 or float64, got "
+                        f"{type(value).__name__}; use np.asarray(x, dtype=np.float64)")
+    float_dtype(name, value.dtype)
+    if value.ndim != 1:
+        raise ValueError(f"{name} must be a flat 1-D array, got shape {value.shape}; "
+                         "flatten it with x.ravel() (nbadam updates the flat vector in place)")
+    if not value.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name}) "
+                         "and keep a reference to that array, which is updated in place")
+    if not value.flags.writeable:
+        raise ValueError(f"{name} is read-only; the optimizer updates it in place, "
+                         f"so pass a writable copy ({name}.copy())")
+    return value
+
+
+def float_dtype(name: str, dtype: Any) -> np.dtype:
+    """float32 or float64; anything else is a TypeError that says how to convert."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}; "
+                        f"convert it once with {name}.astype(np.float32) or np.float64")
+    return dtype
+
+
+def gradient(value: Any, size: int, dtype: np.dtype, name: str = "grad") -> np.ndarray:
+    """A 1-D contiguous gradient of ``size`` elements and exactly ``dtype``."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array of {dtype}, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but the parameters are {dtype}; "
+                        f"pass {name}.astype(np.{dtype})")
+    if value.shape != (size,):
+        raise ValueError(f"{name} must have shape ({size},) like the parameters, got {value.shape}")
+    if not value.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    return value

@@ -1,0 +1,232 @@
+"""Learning-rate schedules: callables mapping an update count to a learning rate.
+
+A schedule is called with the number of updates already applied, so the
+first step uses ``schedule(0)`` (as optax does).  Any callable ``count -> lr``
+may be passed as ``lr=`` to an optimizer or to :func:`nbadam.minimize`; the
+classes here add validation, a readable ``repr`` and serialisation into
+checkpoints (:func:`from_dict` rebuilds one from :meth:`Schedule.to_dict`).
+
+Examples
+--------
+>>> from nbadam import schedules
+>>> sched = schedules.warmup_cosine_decay(peak_value=1e-3, warmup_steps=10, decay_steps=100)
+>>> [round(sched(k), 6) for k in (0, 5, 10, 55, 100, 200)]
+[0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from . import _validate
+
+__all__ = [
+    "Schedule", "constant", "exponential_decay", "step_decay", "warmup_cosine_decay",
+    "one_cycle", "from_dict",
+]
+
+
+def _store(schedule: Schedule, **fields: Any) -> None:
+    """Set validated fields on a frozen dataclass instance."""
+    for name, value in fields.items():
+        object.__setattr__(schedule, name, value)
+
+
+def _count(count: int) -> int:
+    return _validate.integer("count", count, minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Base class: a frozen, serialisable ``count -> lr`` callable."""
+
+    def __call__(self, count: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """The schedule as plain JSON-ready data (see :func:`from_dict`)."""
+        return {"schedule": type(self).__name__, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant(Schedule):
+    """``lr = value`` at every count."""
+
+    value: float
+
+    def __post_init__(self):
+        _store(self, value=_validate.positive("value", self.value))
+
+    def __call__(self, count: int) -> float:
+        _count(count)
+        return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentialDecay(Schedule):
+    """``init_value * decay_rate ** (count / transition_steps)``.
+
+    With ``end_value``, the value is floored (decay) or capped (growth) there.
+    """
+
+    init_value: float
+    decay_rate: float
+    transition_steps: int = 1
+    staircase: bool = False
+    end_value: float | None = None
+
+    def __post_init__(self):
+        _store(self, init_value=_validate.positive("init_value", self.init_value))
+        _store(self, decay_rate=_validate.positive("decay_rate", self.decay_rate))
+        _store(self, transition_steps=_validate.integer(
+            "transition_steps", self.transition_steps, 1))
+        _store(self, staircase=_validate.flag("staircase", self.staircase))
+        if self.end_value is not None:
+            _store(self, end_value=_validate.nonnegative("end_value",
+                                                                         self.end_value))
+
+    def __call__(self, count: int) -> float:
+        exponent = _count(count) / self.transition_steps
+        if self.staircase:
+            exponent = math.floor(exponent)
+        value = self.init_value * self.decay_rate ** exponent
+        if self.end_value is not None:
+            # end_value is a floor when decaying, a cap when growing (as optax).
+            if self.decay_rate < 1.0:
+                value = max(value, self.end_value)
+            else:
+                value = min(value, self.end_value)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StepDecay(Schedule):
+    """``init_value * gamma ** (count // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+
+    init_value: float
+    step_size: int
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        _store(self, init_value=_validate.positive("init_value", self.init_value))
+        _store(self, step_size=_validate.integer("step_size", self.step_size, 1))
+        _store(self, gamma=_validate.positive("gamma", self.gamma))
+
+    def __call__(self, count: int) -> float:
+        return self.init_value * self.gamma ** (_count(count) // self.step_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupCosineDecay(Schedule):
+    """Linear warm-up from ``init_value`` to ``peak_value``, then cosine decay to ``end_value``.
+
+    ``decay_steps`` counts the whole schedule, warm-up included (as optax);
+    after it the value stays at ``end_value``.
+    """
+
+    peak_value: float
+    warmup_steps: int
+    decay_steps: int
+    init_value: float = 0.0
+    end_value: float = 0.0
+
+    def __post_init__(self):
+        _store(self, peak_value=_validate.positive("peak_value", self.peak_value))
+        _store(self, warmup_steps=_validate.integer("warmup_steps", self.warmup_steps, 0))
+        _store(self, decay_steps=_validate.integer("decay_steps", self.decay_steps, 1))
+        _store(self, init_value=_validate.nonnegative("init_value", self.init_value))
+        _store(self, end_value=_validate.nonnegative("end_value", self.end_value))
+        if self.warmup_steps > self.decay_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be <= decay_steps "
+                             f"({self.decay_steps}), which counts the whole schedule")
+
+    def __call__(self, count: int) -> float:
+        count = _count(count)
+        if count < self.warmup_steps:
+            return self.init_value + (self.peak_value - self.init_value) * count / self.warmup_steps
+        span = self.decay_steps - self.warmup_steps
+        if span == 0 or count >= self.decay_steps:
+            return self.end_value if span else self.peak_value
+        cosine = 0.5 * (1.0 + math.cos(math.pi * (count - self.warmup_steps) / span))
+        return self.end_value + (self.peak_value - self.end_value) * cosine
+
+
+@dataclasses.dataclass(frozen=True)
+class OneCycle(Schedule):
+    """The one-cycle policy of ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing).
+
+    Starts at ``max_lr / div_factor``, rises to ``max_lr`` over
+    ``pct_start * total_steps`` updates, then anneals to
+    ``max_lr / (div_factor * final_div_factor)`` at ``total_steps - 1``.
+    """
+
+    max_lr: float
+    total_steps: int
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+    def __post_init__(self):
+        _store(self, max_lr=_validate.positive("max_lr", self.max_lr))
+        _store(self, total_steps=_validate.integer("total_steps", self.total_steps, 2))
+        pct = _validate.real("pct_start", self.pct_start)
+        if not 0.0 < pct < 1.0:
+            raise ValueError(f"pct_start must be in (0, 1), got {pct!r}")
+        _store(self, pct_start=pct)
+        _store(self, div_factor=_validate.positive("div_factor", self.div_factor))
+        _store(self, final_div_factor=_validate.positive("final_div_factor", self.final_div_factor))
+
+    def __call__(self, count: int) -> float:
+        count = min(_count(count), self.total_steps - 1)
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        peak_at = float(self.pct_start * self.total_steps) - 1.0
+        if count <= peak_at:
+            start, end, frac = initial, self.max_lr, count / peak_at if peak_at > 0 else 1.0
+        else:
+            span = (self.total_steps - 1) - peak_at
+            start, end, frac = self.max_lr, final, (count - peak_at) / span
+        return end + (start - end) / 2.0 * (1.0 + math.cos(math.pi * frac))
+
+
+def constant(value: float) -> Constant:
+    """A constant learning rate ``value``."""
+    return Constant(value)
+
+
+def exponential_decay(init_value: float, decay_rate: float, transition_steps: int = 1,
+                      staircase: bool = False, end_value: float | None = None) -> ExponentialDecay:
+    """``init_value * decay_rate ** (count / transition_steps)`` (see :class:`ExponentialDecay`)."""
+    return ExponentialDecay(init_value, decay_rate, transition_steps, staircase, end_value)
+
+
+def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> StepDecay:
+    """Multiply by ``gamma`` every ``step_size`` updates (see :class:`StepDecay`)."""
+    return StepDecay(init_value, step_size, gamma)
+
+
+def warmup_cosine_decay(peak_value: float, warmup_steps: int, decay_steps: int,
+                        init_value: float = 0.0, end_value: float = 0.0) -> WarmupCosineDecay:
+    """Linear warm-up then cosine decay (see :class:`WarmupCosineDecay`)."""
+    return WarmupCosineDecay(peak_value, warmup_steps, decay_steps, init_value, end_value)
+
+
+def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
+              final_div_factor: float = 1e4) -> OneCycle:
+    """The one-cycle policy (see :class:`OneCycle`)."""
+    return OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor)
+
+
+_KINDS = {cls.__name__: cls for cls in
+          (Constant, ExponentialDecay, StepDecay, WarmupCosineDecay, OneCycle)}
+
+
+def from_dict(data: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from :meth:`Schedule.to_dict` output."""
+    if not isinstance(data, dict) or data.get("schedule") not in _KINDS:
+        raise ValueError(f"not a serialised nbadam schedule: {data!r}; known kinds: "
+                         f"{', '.join(sorted(_KINDS))}")
+    fields = {key: value for key, value in data.items() if key != "schedule"}
+    return _KINDS[data["schedule"]](**fields)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests").  Creates .venv with the
+# package and its test extras, then runs every suite.  Exits non-zero on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$(mktemp -d -t nbadam-numba-XXXXXX)}"
+export MPLBACKEND=Agg PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test,plot]"
+echo "== ruff"
+.venv/bin/ruff check nbadam tests benchmarks
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider
