@@ -12,7 +12,7 @@ import os
 #: Vectors with at least this many elements use the ``parallel=True`` CPU
 #: kernel; shorter ones use the serial kernel, whose call costs no thread
 #: wake-up.  Measured with ``python -m benchmarks.threshold`` (see docs).
-PARALLEL_MIN_SIZE: int = 32_768
+PARALLEL_MIN_SIZE: int = 65_536
 
 #: CUDA launch configuration: threads per block and an upper bound on blocks
 #: (the kernels use a grid-stride loop, so any grid covers any size).

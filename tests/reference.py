@@ -322,3 +322,23 @@ def load_golden(path):
         config = json.loads(str(data["config"][()]))
         arrays = {name: data[name] for name in data.files if name != "config"}
     return config, arrays
+
+
+# Tolerances for comparing a trajectory with a golden one; the derivation is in
+# the docstring of tests/test_reference.py.
+FLOAT64_RTOL = 1e-10
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+FLOAT32_ROUNDINGS_PER_STEP = 16
+
+
+def param_scale(arrays):
+    """Per element ``max_t |θ_t| + max_t |Δθ_t|`` over the golden trajectory, in float64."""
+    full = np.vstack([arrays["params0"][None, :], arrays["params"]]).astype(np.float64)
+    return np.abs(full).max(axis=0) + np.abs(np.diff(full, axis=0)).max(axis=0)
+
+
+def relative_tolerance(config, steps):
+    """Allowed |difference| / scale after ``steps`` steps (an array when ``steps`` is one)."""
+    if config["dtype"] == "float64":
+        return FLOAT64_RTOL + 0.0 * np.asarray(steps)
+    return FLOAT32_ROUNDINGS_PER_STEP * np.asarray(steps) * FLOAT32_UNIT_ROUNDOFF

@@ -48,11 +48,14 @@ import functools
 
 import numpy as np
 import pytest
-from reference import golden_cases, load_golden, reference_from_config
-
-FLOAT64_RTOL = 1e-10
-FLOAT32_UNIT_ROUNDOFF = 2.0**-24
-FLOAT32_ROUNDINGS_PER_STEP = 16  # c in the module docstring
+from reference import (
+    FLOAT32_UNIT_ROUNDOFF,
+    golden_cases,
+    load_golden,
+    param_scale,
+    reference_from_config,
+    relative_tolerance,
+)
 
 OPTIMIZERS = ("Adam", "AdamW", "NAdam", "Adamax", "RAdam")
 STATE_NAMES = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf")
@@ -75,12 +78,6 @@ def replay(path):
     return config, arrays, optimizer, trajectory
 
 
-def param_scale(arrays):
-    """Per element ``max_t |θ_t| + max_t |Δθ_t|`` over the golden trajectory, in float64."""
-    full = np.vstack([arrays["params0"][None, :], arrays["params"]]).astype(np.float64)
-    return np.abs(full).max(axis=0) + np.abs(np.diff(full, axis=0)).max(axis=0)
-
-
 def effective_grad_scale(arrays, optimizer):
     """Per element ``max_t |g_eff|``: the gradient after ``maximize`` and the L2 term."""
     grads = arrays["grads"].astype(np.float64)
@@ -90,13 +87,6 @@ def effective_grad_scale(arrays, optimizer):
         previous = np.vstack([arrays["params0"][None, :], arrays["params"][:-1]])
         grads = grads + optimizer.weight_decay * previous.astype(np.float64)
     return np.abs(grads).max(axis=0)
-
-
-def relative_tolerance(config, steps):
-    """Allowed |difference| / scale after ``steps`` steps (an array when ``steps`` is one)."""
-    if config["dtype"] == "float64":
-        return FLOAT64_RTOL + 0.0 * np.asarray(steps)
-    return FLOAT32_ROUNDINGS_PER_STEP * np.asarray(steps) * FLOAT32_UNIT_ROUNDOFF
 
 
 def test_goldens_cover_every_optimizer_in_both_dtypes():

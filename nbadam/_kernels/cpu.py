@@ -29,7 +29,10 @@ import types
 import numba
 from numba import prange
 
-_OPTIONS = {"fastmath": False, "nogil": True, "cache": True, "boundscheck": False}
+# error_model="numpy": x / 0 gives inf or NaN as in NumPy and torch, instead of raising
+# ZeroDivisionError, and lets LLVM vectorise loops that divide.
+_OPTIONS = {"fastmath": False, "nogil": True, "cache": True, "boundscheck": False,
+            "error_model": "numpy"}
 
 
 def _adam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay,
