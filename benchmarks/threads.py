@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(_child(args.repeat)))
         return
-    print(f"| setup | layer | BLAS + Adam step (us) | BLAS alone | step alone | "
-          f"slowdown vs sum |\n|---|---|---|---|---|---|")
+    print("| setup | layer | BLAS + Adam step (us) | BLAS alone | step alone | "
+          "slowdown vs sum |\n|---|---|---|---|---|---|")
     for label, extra in CONFIGS.items():
         env = {k: v for k, v in os.environ.items()
                if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}

@@ -41,8 +41,8 @@ def test_one_cycle_matches_torch_onecycle_endpoints():
     assert sched(10**6) == sched(99)
     values = [sched(k) for k in range(100)]
     assert values.index(max(values)) == 29
-    assert all(a <= b for a, b in zip(values[:30], values[1:30]))
-    assert all(a >= b for a, b in zip(values[29:], values[30:]))
+    assert all(a <= b for a, b in zip(values[:30], values[1:30], strict=False))
+    assert all(a >= b for a, b in zip(values[29:], values[30:], strict=False))
 
 
 @pytest.mark.parametrize("sched", [
