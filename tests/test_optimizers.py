@@ -249,21 +249,46 @@ def test_nonfinite_propagates_by_default():
     assert np.isnan(params[1]) and np.isfinite(params[[0, 2, 3]]).all()
 
 
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
-def test_float32_kernels_do_no_float64_arithmetic(rule):
-    """The float32 machine code neither widens to double nor computes in it."""
-    _, cls, kwargs = rule
-    params = np.ones(8, dtype=np.float32)
-    opt = cls(params, **kwargs)
-    opt.step(np.ones(8, dtype=np.float32))
+DOUBLE_MATH = ("fpext", "fadd double", "fmul double", "fdiv double", "fsub double",
+               "llvm.sqrt.f64")
+
+
+def kernel_ir(rule_id, dtype, parallel):
+    """LLVM IR of a kernel, compiled afresh (Numba cannot inspect code loaded from cache)."""
+    import numba
+
     from nbadam._kernels import cpu
-    name = {"Adam": "adam_amsgrad" if kwargs.get("amsgrad") else "adam", "AdamW": "adam",
-            "NAdam": "nadam", "Adamax": "adamax", "RAdam": "radam"}[cls.__name__]
-    dispatcher = getattr(cpu, name).serial
-    signatures = [sig for sig in dispatcher.signatures if str(sig[0].dtype) == "float32"]
-    assert signatures
-    for sig in signatures:
-        ir = dispatcher.inspect_llvm(sig)
-        for token in ("fpext", "fadd double", "fmul double", "fdiv double", "fsub double",
-                      "llvm.sqrt.f64"):
-            assert token not in ir, token
+    name = {"adam": "adam", "amsgrad": "adam_amsgrad", "adamw": "adam", "nadam": "nadam",
+            "adamax": "adamax", "radam": "radam"}[rule_id]
+    pair = getattr(cpu, name)
+    source = (pair.parallel if parallel else pair.serial).py_func
+    fresh = numba.njit(parallel=parallel, error_model="numpy", nogil=True)(source)
+    params = np.ones(8, dtype=dtype)
+    cls, kwargs = {r[0]: (r[1], r[2]) for r in RULES}[rule_id]
+    opt = cls(params, **kwargs)
+    captured = {}
+
+    def capture(rule, *args):
+        captured["args"] = args
+
+    opt._run = capture                              # record the launch arguments
+    opt.step(np.ones(8, dtype=dtype))
+    fresh(*captured["args"])
+    (signature,) = fresh.signatures
+    return fresh.inspect_llvm(signature)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_float32_kernels_do_no_float64_arithmetic(rule_id, parallel):
+    """The float32 machine code neither widens to double nor computes in it."""
+    ir = kernel_ir(rule_id, np.float32, parallel)
+    assert "<8 x float>" in ir or "<4 x float>" in ir or parallel   # vectorised
+    for token in DOUBLE_MATH:
+        assert token not in ir, token
+
+
+def test_float64_check_is_able_to_fail():
+    """Control for the test above: a float64 build does show double arithmetic."""
+    ir = kernel_ir("adam", np.float64, False)
+    assert any(token in ir for token in DOUBLE_MATH)

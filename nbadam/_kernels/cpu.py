@@ -11,11 +11,12 @@ Conventions shared by all kernels (see ``REFERENCE.md`` in the docs):
 * Every scalar is computed on the host, in float64, and passed in the arrays'
   dtype, so a float32 kernel does float32 arithmetic only.  The kernels hold
   no literal constants for the same reason.
-* The common prologue is expressed through scalars that are identities when
-  unused: ``grad_sign`` is -1 for ``maximize`` and 1 otherwise, ``l2`` is the
-  L2 weight-decay coefficient (0 when off) and ``decay`` the decoupled
-  weight-decay factor ``1 - lr * weight_decay`` (1 when off).  Multiplying by
-  1 and adding 0 are exact, so the unused terms change no bit.
+* The common prologue is expressed through scalars: ``grad_sign`` is -1 for
+  ``maximize`` and 1 otherwise, ``decay`` the decoupled weight-decay factor
+  ``1 - lr * weight_decay`` (1 when off; multiplying by 1 is exact, infinities
+  included) and ``l2`` the L2 coefficient.  The L2 term is skipped when ``l2``
+  is 0, as torch does, because ``0 * inf`` would turn an overflowed parameter's
+  gradient into NaN; the test is loop-invariant and LLVM hoists it.
 * The operation order follows ``torch.optim``'s for-loop implementation
   (``addcdiv`` is ``x + (value * a) / b``, ``addcmul`` is
   ``x + (value * a) * b``), so float64 results agree to the last few ulps.
@@ -39,7 +40,9 @@ def _adam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay,
           one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps):
     for i in prange(param.size):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m
@@ -53,7 +56,9 @@ def _adam_amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, l
                   bc2_sqrt, eps):
     for i in prange(param.size):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         v_max = max_exp_avg_sq[i]
@@ -72,7 +77,9 @@ def _nadam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay,
            neg_avg_coef):
     for i in prange(param.size):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m
@@ -86,7 +93,9 @@ def _adamax(param, grad, exp_avg, exp_inf, grad_sign, l2, one_minus_beta1, beta2
             eps, neg_step_size):
     for i in prange(param.size):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         u = exp_inf[i] * beta2
         a = abs(g) + eps
@@ -102,7 +111,9 @@ def _radam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay, one_minus_bet
            beta2, one_minus_beta2, bc1, lr, bc2_sqrt, eps, rect, rectified):
     for i in prange(param.size):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m

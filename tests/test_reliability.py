@@ -1,0 +1,170 @@
+"""Crash safety, extreme values and concurrent use of the optimizers."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import DTYPES, RULE_IDS, RULES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_optimizers import reference_for
+
+import nbadam
+from nbadam import _config
+
+# -- crash safety -------------------------------------------------------------------------------
+
+CRASH_SIZE = 20_000
+KILLS = 50
+
+
+def crash_grad(step):
+    return np.random.default_rng(step).standard_normal(CRASH_SIZE)
+
+
+def writer(path):
+    """Child process: step and checkpoint forever, starting from the saved state.
+
+    The parameters start at zero and are a function of the state, so the state alone
+    identifies the step a checkpoint was written at.
+    """
+    opt = nbadam.NAdam(np.zeros(CRASH_SIZE), lr=1e-2)
+    opt.load(path)
+    while True:
+        opt.step(crash_grad(opt.step_count + 1))
+        opt.save(path)
+
+
+class Trajectory:
+    """The optimizer states of the uninterrupted run, computed on demand."""
+
+    def __init__(self):
+        self.params = np.zeros(CRASH_SIZE)
+        self.opt = nbadam.NAdam(self.params, lr=1e-2)
+        self.states = [self.opt.state_dict()]
+
+    def at(self, step):
+        while len(self.states) <= step:
+            self.opt.step(crash_grad(self.opt.step_count + 1))
+            self.states.append(self.opt.state_dict())
+        return self.states[step]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_checkpoint_survives_sigkill_at_random_moments(tmp_path, monkeypatch):
+    """Kill a process that is writing checkpoints, 50 times; the file is always whole."""
+    monkeypatch.setattr(_config, "PARALLEL_MIN_SIZE", 10**9)   # no thread pool in the child
+    path = str(tmp_path / "opt.npz")
+    nbadam.NAdam(np.zeros(CRASH_SIZE), lr=1e-2).save(path)
+    truth = Trajectory()
+    truth.at(1)            # compiles the kernel here, so forked writers start at once
+    rng = np.random.default_rng(2024)
+    seen_steps = []
+    for _ in range(KILLS):
+        pid = os.fork()
+        if pid == 0:   # pragma: no cover - the child is killed
+            try:
+                writer(path)
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.0, 0.04))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        restored = nbadam.NAdam(np.zeros(CRASH_SIZE), lr=1e-2)
+        restored.load(path)                      # never torn, never empty
+        expected = truth.at(restored.step_count)
+        for name, array in restored.state.items():
+            assert np.array_equal(array, expected["state"][name]), name
+        assert restored.mu_product == expected["scalars"]["mu_product"]
+        seen_steps.append(restored.step_count)
+    assert max(seen_steps) > 0
+    assert sorted(seen_steps) == seen_steps      # each run continued the last
+
+
+# -- extreme values -----------------------------------------------------------------------------
+
+def extreme_values(dtype):
+    info = np.finfo(dtype)
+    return st.sampled_from([0.0, -0.0, float(info.smallest_subnormal), float(info.tiny),
+                            1.0, -1.0, 1e-30, float(info.max) / 4, -float(info.max) / 4,
+                            float(info.max), -float(info.max), 3.0, -7.5])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rule=st.sampled_from(RULES), dtype=st.sampled_from(DTYPES),
+       lr=st.sampled_from([1e-3, 1.0, 1e10, 1e30]), beta1=st.sampled_from([0.0, 0.9]),
+       beta2=st.sampled_from([0.0, 0.999]), eps=st.sampled_from([0.0, 1e-8]))
+def test_extreme_values_match_reference_or_are_nonfinite_together(data, rule, dtype, lr, beta1,
+                                                                   beta2, eps):
+    """Zeros, subnormals, values near overflow, huge lr, beta = 0, eps = 0.
+
+    Where the reference is finite, the kernels agree with it to a few ulps; where it
+    overflows or divides 0 by 0, the kernels give a non-finite value too (propagated, as
+    documented).  The kernels form ``(-lr * m) / denom`` as torch does and the reference
+    ``lr * (m / denom)``, so at an element where an intermediate overflows (a moment
+    becomes infinite, or ``lr * |m|`` exceeds the largest float) one order may overflow
+    and the other not; only there may finiteness differ.
+    """
+    _, cls, kwargs = rule
+    size = 6
+    values = extreme_values(dtype)
+    params = np.array(data.draw(st.lists(values, min_size=size, max_size=size)), dtype=dtype)
+    params0 = params.copy()
+    grads = [np.array(data.draw(st.lists(values, min_size=size, max_size=size)), dtype=dtype)
+             for _ in range(2)]
+    hyper = {"lr": lr, "betas": (beta1, beta2), "eps": eps}
+    biggest = float(np.finfo(dtype).max)
+    overflowed = np.zeros(size, dtype=bool)
+    with np.errstate(all="ignore"):
+        ref = reference_for(cls, kwargs, params, **hyper)
+        ours = cls(params, **kwargs, **hyper)
+        for grad in grads:
+            ref.step(grad)
+            ours.step(grad)
+            for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf"):
+                state = getattr(ref, name, None)
+                if state is not None:
+                    overflowed |= ~np.isfinite(state)
+            overflowed |= 10.0 * lr * np.abs(ref.exp_avg.astype(np.float64)) >= biggest
+    expected = ref.params.astype(np.float64)
+    got = params.astype(np.float64)
+    mismatch = np.isfinite(got) != np.isfinite(expected)
+    assert not np.any(mismatch & ~overflowed), (got, expected)
+    both = np.isfinite(expected) & np.isfinite(got) & ~overflowed
+    with np.errstate(all="ignore"):
+        allowed = 64 * np.finfo(dtype).eps * (np.abs(expected) + np.abs(params0) + lr)
+        error = np.abs(got - expected)
+    assert np.all(error[both] <= allowed[both]), (got, expected)
+
+
+# -- threads ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+def test_two_threads_equal_one_after_the_other(rule, dtype):
+    _, cls, kwargs = rule
+    sizes = (_config.PARALLEL_MIN_SIZE + 3, 1_001)   # one parallel, one serial
+    rng = np.random.default_rng(11)
+    starts = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [rng.standard_normal((30, n)).astype(dtype) for n in sizes]
+
+    def run(index, out):
+        params = starts[index].copy()
+        opt = cls(params, lr=1e-2, **kwargs)
+        for grad in grads[index]:
+            opt.step(grad)
+        out[index] = params
+
+    sequential, concurrent = {}, {}
+    for index in range(2):
+        run(index, sequential)
+    threads = [threading.Thread(target=run, args=(index, concurrent)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        assert np.array_equal(concurrent[index], sequential[index])
