@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from . import _config
 from ._kernels import cpu as _cpu
 
@@ -42,11 +44,61 @@ def cpu(kernel: _cpu._Pair, size: int, *args):
     return kernel.serial(*args)
 
 
-def step(rule: str, size: int, *args) -> None:
-    """Run update rule ``rule`` (a kernel name in :mod:`nbadam._kernels.cpu`)."""
+def step(rule: str, size: int, *args, device: str = "cpu") -> None:
+    """Run update rule ``rule`` (a kernel name in :mod:`nbadam._kernels.cpu`).
+
+    With ``device="cuda"`` the arguments are device arrays and the rule's twin
+    in :mod:`nbadam._kernels.cuda` runs on the GPU.
+    """
+    if device == "cuda":
+        cuda_launcher().step(rule, size, *args)
+        return
     cpu(getattr(_cpu, rule), size, *args)
 
 
-def all_finite(x) -> bool:
-    """True when a host vector holds no NaN or infinity (one fused pass)."""
+def all_finite(x, device: str = "cpu") -> bool:
+    """True when a vector holds no NaN or infinity (one fused pass)."""
+    if device == "cuda":
+        return cuda_launcher().all_finite(x)
     return bool(cpu(_cpu.all_finite, x.size, x))
+
+
+# -- device="cuda" -------------------------------------------------------------
+def cuda_launcher():
+    """:mod:`nbadam._cuda`, imported on first use so that ``import nbadam`` needs no CUDA.
+
+    Raises
+    ------
+    RuntimeError
+        If ``numba.cuda`` cannot be imported (a Numba without its built-in CUDA
+        target and no ``numba-cuda``).
+    """
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        raise RuntimeError(
+            f"device='cuda' needs Numba's CUDA target, which failed to import ({exc}); "
+            "install it with pip install 'nbadam[cuda]'") from exc
+    return _cuda
+
+
+def zeros(size: int, dtype, device: str = "cpu"):
+    """A vector of ``size`` zeros on ``device``."""
+    if device == "cuda":
+        return cuda_launcher().zeros(size, dtype)
+    return np.zeros(size, dtype=dtype)
+
+
+def to_host(x, device: str = "cpu") -> np.ndarray:
+    """A NumPy copy of vector ``x``."""
+    if device == "cuda":
+        return cuda_launcher().to_host(x)
+    return x.copy()
+
+
+def copy_into(x, values, device: str = "cpu") -> None:
+    """Overwrite vector ``x`` on ``device`` with the host array ``values``."""
+    if device == "cuda":
+        cuda_launcher().copy_into(x, values)
+    else:
+        x[...] = values

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+DEVICES = ("cpu", "cuda")
 
 
 def real(name: str, value: Any) -> float:
@@ -77,6 +78,11 @@ def choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     if isinstance(value, str) and value.lower() in allowed:
         return value.lower()
     raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def device(value: Any) -> str:
+    """Where the optimizer runs: ``"cpu"`` or ``"cuda"`` (the current CUDA GPU)."""
+    return choice("device", value, DEVICES)
 
 
 def integer(name: str, value: Any, minimum: int = 0) -> int:

@@ -57,17 +57,23 @@ class Optimizer:
     maximize = _Hyper(_validate.flag)
     nonfinite = _Hyper(lambda name, value: _validate.choice(name, value, NONFINITE_POLICIES))
 
-    def __init__(self, params: np.ndarray, **hyperparameters: Any):
-        params = _validate.params_vector(params)
+    def __init__(self, params: np.ndarray, device: str = "cpu", **hyperparameters: Any):
+        self._device = _validate.device(device)
+        if self._device == "cuda":
+            public, params = _launch.cuda_launcher().params_vector(params)
+        else:
+            params = public = _validate.params_vector(params)
         for name, value in hyperparameters.items():
             setattr(self, name, value)
         self._params = params
+        self._public_params = public
         self._dtype = params.dtype
         self._size = params.size
         self.step_count = 0
         self.skipped_steps = 0
         self.last_lr: float | None = None
-        self._state = {name: np.zeros_like(params) for name in self._active_state()}
+        self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
+                       for name in self._active_state()}
 
     def _active_state(self) -> tuple[str, ...]:
         return self._state_names
@@ -75,8 +81,23 @@ class Optimizer:
     # -- public surface -------------------------------------------------------
     @property
     def params(self) -> np.ndarray:
-        """The parameter vector, updated in place by :meth:`step`."""
-        return self._params
+        """The parameter vector, updated in place by :meth:`step`.
+
+        On ``device="cuda"`` this is the array passed in when it already lived
+        on the GPU (a Numba device array, CuPy array, PyTorch CUDA tensor), and
+        otherwise the Numba device array the NumPy parameters were copied to;
+        :meth:`params_host` copies it back.
+        """
+        return self._public_params
+
+    @property
+    def device(self) -> str:
+        """Where the update runs: ``"cpu"`` or ``"cuda"`` (fixed at construction)."""
+        return self._device
+
+    def params_host(self) -> np.ndarray:
+        """A NumPy copy of the parameters (waits for the GPU on ``device="cuda"``)."""
+        return _launch.to_host(self._params, self._device)
 
     @property
     def state(self) -> dict[str, np.ndarray]:
@@ -111,6 +132,8 @@ class Optimizer:
         ----------
         grad : numpy.ndarray
             The gradient, 1-D, C-contiguous, same size and dtype as the parameters.
+            On ``device="cuda"``, a device array (Numba, CuPy, PyTorch CUDA
+            tensor), read in place, or a NumPy array, copied to the GPU each step.
 
         Returns
         -------
@@ -124,12 +147,16 @@ class Optimizer:
             With ``nonfinite="raise"``, if ``grad`` holds NaN or infinity; the
             parameters and state are left untouched.
         """
-        grad = _validate.gradient(grad, self._size, self._dtype)
-        if self._nonfinite != "propagate" and not _launch.all_finite(grad):
+        if self._device == "cuda":
+            grad = _launch.cuda_launcher().gradient(grad, self._size, self._dtype)
+        else:
+            grad = _validate.gradient(grad, self._size, self._dtype)
+        if self._nonfinite != "propagate" and not _launch.all_finite(grad, self._device):
             if self._nonfinite == "raise":
-                index = int(np.flatnonzero(~np.isfinite(grad))[0])
+                host = _launch.to_host(grad, self._device)
+                index = int(np.flatnonzero(~np.isfinite(host))[0])
                 raise FloatingPointError(
-                    f"grad holds a non-finite value (grad[{index}] = {grad[index]}) at step "
+                    f"grad holds a non-finite value (grad[{index}] = {host[index]}) at step "
                     f"{self.step_count + 1}; parameters and state are unchanged")
             self.skipped_steps += 1
             return False
@@ -152,7 +179,7 @@ class Optimizer:
 
     def _run(self, rule: str, *args: Any) -> None:
         """Launch kernel ``rule`` on the parameter, gradient and state arrays."""
-        _launch.step(rule, self._size, *args)
+        _launch.step(rule, self._size, *args, device=self._device)
 
     # -- checkpoints ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -177,7 +204,8 @@ class Optimizer:
             "skipped_steps": self.skipped_steps,
             "hyperparameters": hyper,
             "scalars": {name: getattr(self, name) for name in self._scalar_state},
-            "state": {name: array.copy() for name, array in self._state.items()},
+            "state": {name: _launch.to_host(array, self._device)
+                      for name, array in self._state.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -236,7 +264,7 @@ class Optimizer:
         for key, value in scalars.items():
             setattr(self, key, _validate.real(key, value))
         for key, array in arrays.items():
-            self._state[key][...] = array
+            _launch.copy_into(self._state[key], array, self._device)
         self.step_count, self.skipped_steps = step_count, skipped
 
     _fixed_hyper: tuple[str, ...] = ("amsgrad",)
@@ -293,6 +321,12 @@ class Adam(Optimizer):
         What a gradient holding NaN or infinity does: flow into the state
         (no extra cost, as torch), skip the whole step, or raise
         ``FloatingPointError``; skip and raise leave the state untouched.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the update runs.  With ``"cuda"`` the state lives on the current
+        GPU and ``params`` is a device array (Numba, CuPy, PyTorch CUDA tensor),
+        updated in place, or a NumPy array, copied to the GPU once (read the
+        result from :attr:`params` or :meth:`params_host`).  Without a usable
+        GPU, ``"cuda"`` raises ``RuntimeError``.
 
     Examples
     --------
@@ -314,11 +348,12 @@ class Adam(Optimizer):
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate"):
+                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
+                 device: str = "cpu"):
         self._amsgrad = _validate.flag("amsgrad", amsgrad)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                         nonfinite=nonfinite)
+                         nonfinite=nonfinite, device=device)
 
     @property
     def amsgrad(self) -> bool:
@@ -365,9 +400,9 @@ class AdamW(Adam):
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 nonfinite: str = "propagate"):
+                 nonfinite: str = "propagate", device: str = "cpu"):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True, nonfinite=nonfinite)
+                         decoupled_weight_decay=True, nonfinite=nonfinite, device=device)
 
 
 class NAdam(Optimizer):
@@ -411,10 +446,11 @@ class NAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3, *,
                  maximize: bool = False, decoupled_weight_decay: bool = False,
-                 nonfinite: str = "propagate"):
+                 nonfinite: str = "propagate", device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          momentum_decay=momentum_decay, maximize=maximize,
-                         decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite)
+                         decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite,
+                         device=device)
         self.mu_product = 1.0
 
     def _launch_step(self, grad, lr, t):
@@ -463,9 +499,9 @@ class Adamax(Optimizer):
     def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, maximize: bool = False,
-                 nonfinite: str = "propagate"):
+                 nonfinite: str = "propagate", device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         maximize=maximize, nonfinite=nonfinite)
+                         maximize=maximize, nonfinite=nonfinite, device=device)
 
     def _launch_step(self, grad, lr, t):
         beta1, beta2 = self._betas
@@ -514,10 +550,11 @@ class RAdam(Optimizer):
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate"):
+                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
+                 device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                         nonfinite=nonfinite)
+                         nonfinite=nonfinite, device=device)
 
     def _launch_step(self, grad, lr, t):
         beta1, beta2 = self._betas

@@ -5,6 +5,8 @@ operation order, inside a grid-stride loop, so that any grid covers any
 vector.  The conventions of the CPU kernels hold here too: arrays are updated
 in place, kernels return nothing, and every scalar is computed on the host and
 passed in the arrays' dtype, so a float32 kernel does float32 arithmetic only.
+Like the CPU kernels, they skip the L2 term when ``l2`` is 0 (``0 * inf`` is
+NaN), and division follows IEEE (NumPy's error model, Numba's CUDA default).
 
 Nothing is compiled at import.  :func:`kernel` compiles one rule for one dtype
 with an explicit signature the first time it is asked for (the first launch)
@@ -26,6 +28,7 @@ import types
 import numpy as np
 from numba import cuda
 from numba import types as nbtypes
+from numba.core.typing import Signature
 
 #: Options of every kernel.  ``fastmath`` stays off: no flush-to-zero and
 #: correctly rounded division and square root, as on the CPU.
@@ -36,7 +39,9 @@ def _adam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay,
           one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m
@@ -50,7 +55,9 @@ def _adam_amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, l
                   bc2_sqrt, eps):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         v_max = max_exp_avg_sq[i]
@@ -69,7 +76,9 @@ def _nadam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay,
            neg_avg_coef):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m
@@ -83,7 +92,9 @@ def _adamax(param, grad, exp_avg, exp_inf, grad_sign, l2, one_minus_beta1, beta2
             eps, neg_step_size):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         u = exp_inf[i] * beta2
         a = abs(g) + eps
@@ -99,7 +110,9 @@ def _radam(param, grad, exp_avg, exp_avg_sq, grad_sign, l2, decay, one_minus_bet
            beta2, one_minus_beta2, bc1, lr, bc2_sqrt, eps, rect, rectified):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         p = param[i]
-        g = grad[i] * grad_sign + l2 * p
+        g = grad[i] * grad_sign
+        if l2:
+            g = g + l2 * p
         m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
         v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g
         exp_avg[i] = m
@@ -154,7 +167,7 @@ FUNCTIONS = {
 _SCALAR_TYPES = {np.dtype(np.float32): nbtypes.float32, np.dtype(np.float64): nbtypes.float64}
 
 
-def signature(rule: str, dtype: np.dtype) -> nbtypes.Signature:
+def signature(rule: str, dtype: np.dtype) -> Signature:
     """The explicit signature of kernel ``rule`` for float32 or float64 arrays.
 
     ``first_nonfinite`` takes the vector and a one-element int64 array.
