@@ -1,5 +1,7 @@
 """Shared fixtures: optimizer factories by name, used across the test modules."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -22,3 +24,15 @@ DTYPES = [np.float32, np.float64]
 def rule(request):
     """(id, class, kwargs) for each update rule."""
     return request.param
+
+
+# Hypothesis: "ci" replays a fixed set of examples (reproducible CI runs); "soak" explores
+# many more (HYPOTHESIS_PROFILE=soak python -m pytest -k "property or extreme").
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
+                          print_blob=True)
+settings.register_profile("soak", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else
+                                    "default"))

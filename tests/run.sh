@@ -13,5 +13,7 @@ fi
 .venv/bin/python -m pip install -q -e ".[test,plot]"
 echo "== ruff"
 .venv/bin/ruff check nbadam tests benchmarks
-echo "== pytest"
+echo "== pytest: CUDA kernels under Numba's CUDA simulator"
+NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py
+echo "== pytest: everything (doctests included)"
 .venv/bin/python -m pytest -q -p no:cacheprovider
