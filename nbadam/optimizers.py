@@ -69,6 +69,8 @@ class Optimizer:
         self._public_params = public
         self._dtype = params.dtype
         self._size = params.size
+        self._scalar_buffer = (None if params.dtype == np.float64
+                               else np.empty(16, dtype=params.dtype))
         self.step_count = 0
         self.skipped_steps = 0
         self.last_lr: float | None = None
@@ -176,6 +178,20 @@ class Optimizer:
 
     def _launch_step(self, grad: np.ndarray, lr: float, t: int) -> None:
         raise NotImplementedError
+
+    def _scalars(self, *values: float) -> tuple:
+        """Host scalars (Python floats, computed in float64) in the kernel's dtype.
+
+        float64 kernels take Python floats as they are.  For float32 the values
+        go through one preallocated float32 buffer: unpacking it yields
+        ``np.float32`` scalars about three times faster than ``np.float32(x)``
+        one by one, which matters for small vectors.
+        """
+        if self._scalar_buffer is None:
+            return values
+        buffer = self._scalar_buffer[:len(values)]
+        buffer[:] = values
+        return tuple(buffer)
 
     def _run(self, rule: str, *args: Any) -> None:
         """Launch kernel ``rule`` on the parameter, gradient and state arrays."""
@@ -365,17 +381,15 @@ class Adam(Optimizer):
 
     def _launch_step(self, grad, lr, t):
         beta1, beta2 = self._betas
-        c = self._dtype.type
         sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
-        scalars = (c(sign), c(l2), c(decay), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
-                   c(-(lr / (1.0 - beta1 ** t))), c((1.0 - beta2 ** t) ** 0.5), c(self._eps))
+        scalars = self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
+                                -(lr / (1.0 - beta1 ** t)), (1.0 - beta2 ** t) ** 0.5, self._eps)
         s = self._state
         if self._amsgrad:
-            self._run("adam_amsgrad", self._params, grad, s["exp_avg"],
-                        s["exp_avg_sq"], s["max_exp_avg_sq"], *scalars)
+            self._run("adam_amsgrad", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
+                      s["max_exp_avg_sq"], *scalars)
         else:
-            self._run("adam", self._params, grad, s["exp_avg"],
-                        s["exp_avg_sq"], *scalars)
+            self._run("adam", self._params, grad, s["exp_avg"], s["exp_avg_sq"], *scalars)
 
 
 class AdamW(Adam):
@@ -459,14 +473,13 @@ class NAdam(Optimizer):
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
         mu_product = self.mu_product * mu
-        c = self._dtype.type
         sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
         s = self._state
         self._run("nadam", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
-                    c(sign), c(l2), c(decay), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
-                    c(1.0 - beta2 ** t), c(self._eps),
-                    c(-lr * (1.0 - mu) / (1.0 - mu_product)),
-                    c((-lr * mu_next) / (1.0 - mu_product * mu_next)))
+                  *self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
+                                 1.0 - beta2 ** t, self._eps,
+                                 -lr * (1.0 - mu) / (1.0 - mu_product),
+                                 (-lr * mu_next) / (1.0 - mu_product * mu_next)))
         self.mu_product = mu_product
 
 
@@ -505,12 +518,11 @@ class Adamax(Optimizer):
 
     def _launch_step(self, grad, lr, t):
         beta1, beta2 = self._betas
-        c = self._dtype.type
         sign, l2, _ = self._prologue(lr, False)
         s = self._state
         self._run("adamax", self._params, grad, s["exp_avg"], s["exp_inf"],
-                    c(sign), c(l2), c(1.0 - beta1), c(beta2), c(self._eps),
-                    c(-(lr / (1.0 - beta1 ** t))))
+                  *self._scalars(sign, l2, 1.0 - beta1, beta2, self._eps,
+                                 -(lr / (1.0 - beta1 ** t))))
 
 
 class RAdam(Optimizer):
@@ -566,11 +578,10 @@ class RAdam(Optimizer):
         if rectified:
             rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
                     / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        c = self._dtype.type
         sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
         s = self._state
         self._run("radam", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
-                    c(sign), c(l2), c(decay), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
-                    c(1.0 - beta1 ** t), c(lr), c(bc2 ** 0.5), c(self._eps), c(rect), rectified)
+                  *self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
+                                 1.0 - beta1 ** t, lr, bc2 ** 0.5, self._eps, rect), rectified)
 
 
