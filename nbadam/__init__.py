@@ -1,7 +1,23 @@
-"""nbadam: the Adam family of optimizers as fused Numba kernels over flat vectors."""
+"""nbadam: the Adam family of optimizers as fused Numba kernels over flat vectors.
 
-from . import schedules
+Public names:
+
+* optimizers over one flat vector: :class:`Adam`, :class:`AdamW`, :class:`NAdam`,
+  :class:`Adamax`, :class:`RAdam` (CPU, or ``device="cuda"``);
+* :mod:`nbadam.schedules`, learning-rate schedules;
+* :func:`minimize`, a drop-in for ``scipy.optimize.minimize``, and
+  :func:`scipy_method`, the same solver as a callable ``method=`` for SciPy;
+* :mod:`nbadam.datasets` with the bundled MNIST;
+* :mod:`nbadam.checkpoint`, atomic pickle-free ``.npz`` files.
+"""
+
+from . import checkpoint, datasets, schedules
+from .minimize import minimize, scipy_method, show_options
 from .optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
 
-__all__ = ["Adam", "AdamW", "NAdam", "Adamax", "RAdam", "Optimizer", "schedules"]
+__all__ = [
+    "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "Optimizer",
+    "minimize", "scipy_method", "show_options",
+    "schedules", "datasets", "checkpoint",
+]
 __version__ = "0.1.0"
