@@ -38,8 +38,6 @@ import numba
 import numpy as np
 from scipy.optimize import rosen, rosen_der
 
-from nbadam.minimize import minimize
-
 N = 10
 LR = 1e-3
 BETAS = (0.9, 0.999)
@@ -92,6 +90,8 @@ def start() -> np.ndarray:
 
 # -- peers: each runs ``steps`` Adam steps from ``start()`` and returns the final x -------
 def nbadam_peer(fun, jac, compiled: bool | None) -> Callable[[int], np.ndarray]:
+    from nbadam import minimize
+
     def run(steps: int) -> np.ndarray:
         options = {"lr": LR, "maxiter": steps, "gtol": 0, "ftol": 0, "return_best": False,
                    "compiled": compiled}
@@ -173,6 +173,8 @@ def bare_calls(fun, jac, x, count: int) -> None:
 
 
 def overhead_table(steps: int, repeat: int) -> tuple[str, float]:
+    from nbadam import minimize
+
     x0 = np.full(N, 10.0)
     options = {"lr": LR, "maxiter": steps, "gtol": 0, "ftol": 0}
 

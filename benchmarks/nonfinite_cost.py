@@ -14,8 +14,6 @@ import time
 
 import numpy as np
 
-import nbadam
-
 SIZES = [1_000, 100_000, 10_000_000]
 POLICIES = ("propagate", "skip", "raise")
 
@@ -25,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args(argv)
+    import nbadam
+
     dtype = np.dtype(args.dtype)
     print(f"| n ({dtype}) | propagate (us) | skip (us) | raise (us) | skip / propagate | "
           f"raise / propagate |\n|---|---|---|---|---|---|")

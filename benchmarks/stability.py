@@ -17,8 +17,6 @@ import tracemalloc
 
 import numpy as np
 
-import nbadam
-
 
 def _rss_mib() -> float:
     with open("/proc/self/statm") as statm:
@@ -27,6 +25,8 @@ def _rss_mib() -> float:
 
 
 def _run(size: int, steps: int, dtype) -> dict[str, float]:
+    import nbadam
+
     rng = np.random.default_rng(0)
     params = rng.standard_normal(size).astype(dtype)
     grads = [rng.standard_normal(size).astype(dtype) for _ in range(8)]

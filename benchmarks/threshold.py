@@ -14,9 +14,6 @@ import time
 
 import numpy as np
 
-from nbadam import _config
-from nbadam._kernels import cpu
-
 SIZES = [1_000, 8_000, 32_000, 64_000, 128_000, 256_000, 512_000, 2_000_000, 10_000_000]
 
 
@@ -31,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args(argv)
+    from nbadam import _config
+    from nbadam._kernels import cpu
+
     _config.configure_threading()
     print(f"PARALLEL_MIN_SIZE now: {_config.PARALLEL_MIN_SIZE}\n")
     print("| dtype | n | serial (us) | parallel (us) | parallel / serial |\n|---|---|---|---|---|")

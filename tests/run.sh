@@ -9,11 +9,14 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,plot]"
+.venv/bin/python -m pip install -q -e ".[test,plot,docs]"
 echo "== ruff"
 .venv/bin/ruff check nbadam tests benchmarks
 echo "== pytest: CUDA kernels under Numba's CUDA simulator"
 NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py
-echo "== pytest: everything (doctests included)"
-.venv/bin/python -m pytest -q -p no:cacheprovider
+echo "== asv: the benchmark suite imports, and one quick pass of every benchmark runs"
+.venv/bin/asv machine --yes --machine ci >/dev/null
+.venv/bin/asv check --python=same
+.venv/bin/asv run --python=same --quick --show-stderr --machine ci
+echo "== pytest: everything (docstring examples and the docs build included)"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests --doctest-modules nbadam

@@ -1,0 +1,348 @@
+"""Peers for the step benchmarks: what nbadam's Adam step is measured against.
+
+Every peer holds its own parameter, gradient and state vectors of ``n``
+elements and exposes ``step()``, one optimizer update, plus ``sync()``, which
+waits for queued device work (a no-op on the CPU).  ``setup()`` compiles and
+warms up so that no peer's first-call cost lands in a timing.
+
+* :class:`NbadamStep` -- the public ``Optimizer.step`` (what users call), for
+  every rule, on the CPU or (``device="cuda"``) the GPU.
+* :class:`NumpyAdam` -- Adam written with NumPy ufuncs, in place, with one
+  scratch buffer (``out=``), the same formulas as ``REFERENCE.md``.
+* :class:`TorchAdam` -- ``torch.optim.Adam`` with ``fused=True`` or
+  ``foreach=True`` over a tensor sharing the NumPy buffers (CPU) or on CUDA.
+* :class:`Roofline` -- nbadam's ``same_traffic`` kernel: Adam's memory traffic
+  (read four vectors, write three) and no arithmetic, through the same
+  serial/parallel launcher as the optimizers.
+* :class:`DeviceCopy` -- a device-to-device copy moving as many bytes as an
+  Adam step, the GPU's yardstick.
+
+The module also holds the traffic model (:func:`step_bytes`) and the timing
+helpers shared by the asv suite and :mod:`benchmarks.compare`.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+import nbadam
+
+#: Every update rule: (optimizer class name, keyword arguments).
+RULES: dict[str, tuple[str, dict]] = {
+    "adam": ("Adam", {}),
+    "amsgrad": ("Adam", {"amsgrad": True}),
+    "adamw": ("AdamW", {}),
+    "nadam": ("NAdam", {}),
+    "adamax": ("Adamax", {}),
+    "radam": ("RAdam", {}),
+}
+
+#: Vector passes per element and step (reads + writes).  Adam reads θ, g, m, v
+#: and writes θ, m, v (7); AMSGrad also reads and writes v̄ (9); Adamax keeps
+#: u in place of v (7); AdamW, NAdam and RAdam move what Adam moves.
+PASSES: dict[str, int] = {
+    "adam": 7, "amsgrad": 9, "adamw": 7, "nadam": 7, "adamax": 7, "radam": 7,
+}
+#: The roofline kernel's passes (``same_traffic``: Adam's traffic).
+ROOFLINE_PASSES = 7
+
+
+def step_bytes(rule: str, dtype, n: int = 1) -> int:
+    """Bytes one step of ``rule`` moves for ``n`` elements of ``dtype``.
+
+    >>> step_bytes("adam", np.float32)
+    28
+    >>> step_bytes("amsgrad", np.float32)
+    36
+    """
+    return PASSES[rule] * np.dtype(dtype).itemsize * n
+
+
+def cuda_available() -> bool:
+    """Whether Numba can see a CUDA GPU (False when numba.cuda cannot load)."""
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken CUDA install means no GPU here
+        return False
+
+
+def torch_module():
+    """``torch``, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def match_torch_threads() -> int | None:
+    """Give torch's intra-op pool as many threads as Numba uses; return that count."""
+    torch = torch_module()
+    if torch is None:
+        return None
+    import numba
+    threads = numba.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def make_vectors(n: int, dtype, seed: int, count: int) -> list[np.ndarray]:
+    """``count`` vectors: parameters ~ N(0, 1), gradient ~ N(0, 1), zeros after.
+
+    The first two are written here, so their pages are real: a vector that is
+    only ever read straight from ``np.zeros`` maps the kernel's shared zero
+    page, which stays in cache and makes a memory-bound kernel look faster
+    than memory.  The zeros are state, written by the warm-up steps.
+    """
+    rng = np.random.default_rng(seed)
+    out = [rng.standard_normal(n, dtype=np.dtype(dtype).type) for _ in range(2)]
+    out += [np.zeros(n, dtype=dtype) for _ in range(count - 2)]
+    return out
+
+
+class Peer:
+    """Base class: ``name``, ``step()``, ``sync()``, ``setup()``, ``close()``."""
+
+    name = "peer"
+    device = "cpu"
+
+    def setup(self) -> None:
+        """Compile and warm up: two steps, then wait for them."""
+        self.step()
+        self.step()
+        self.sync()
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait for queued device work (CPU peers finish inside ``step``)."""
+
+    def close(self) -> None:
+        """Drop the vectors (the compare script holds 800 MB per peer at n=5e7)."""
+        self.__dict__.clear()
+
+
+class NbadamStep(Peer):
+    """``nbadam.<Rule>(params, **kwargs).step(grad)`` on the CPU or the GPU."""
+
+    def __init__(self, n: int, dtype=np.float32, rule: str = "adam", device: str = "cpu",
+                 seed: int = 0):
+        cls_name, kwargs = RULES[rule]
+        self.name = "nbadam" if device == "cpu" else f"nbadam_{device}"
+        self.device = device
+        self.params, grad = make_vectors(n, dtype, seed, 2)
+        if device == "cpu":
+            self.grad = grad
+            self.optimizer = getattr(nbadam, cls_name)(self.params, **kwargs)
+        else:
+            from numba import cuda
+            self._cuda = cuda
+            self.grad = cuda.to_device(grad)
+            self.optimizer = getattr(nbadam, cls_name)(self.params, device=device, **kwargs)
+
+    def step(self) -> None:
+        self.optimizer.step(self.grad)
+
+    def sync(self) -> None:
+        if self.device != "cpu":
+            self._cuda.synchronize()
+
+
+class NumpyAdam(Peer):
+    """Adam (torch's definition, defaults) as in-place NumPy ufuncs.
+
+    Each line is one pass over a vector; no temporaries are allocated
+    (``out=`` into one scratch buffer) and every scalar has the vectors'
+    dtype, so float32 stays float32.  Thirteen ufunc sweeps over memory where
+    the fused kernel makes one: this is what fusing buys.
+    """
+
+    name = "numpy"
+
+    def __init__(self, n: int, dtype=np.float32, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, seed: int = 0):
+        self.params, self.grad, self.exp_avg, self.exp_avg_sq, self.scratch = make_vectors(
+            n, dtype, seed, 5)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.c = np.dtype(dtype).type
+        self.step_count = 0
+
+    def step(self, grad: np.ndarray | None = None) -> None:
+        g = self.grad if grad is None else grad
+        c, (beta1, beta2) = self.c, self.betas
+        self.step_count += 1
+        t = self.step_count
+        m, v, tmp, p = self.exp_avg, self.exp_avg_sq, self.scratch, self.params
+        # m <- m + (1 - beta1) (g - m)
+        np.subtract(g, m, out=tmp)
+        tmp *= c(1.0 - beta1)
+        m += tmp
+        # v <- beta2 v + (1 - beta2) g^2
+        v *= c(beta2)
+        np.multiply(g, g, out=tmp)
+        tmp *= c(1.0 - beta2)
+        v += tmp
+        # theta <- theta - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+        np.sqrt(v, out=tmp)
+        tmp /= c((1.0 - beta2 ** t) ** 0.5)
+        tmp += c(self.eps)
+        np.divide(m, tmp, out=tmp)
+        tmp *= c(-(self.lr / (1.0 - beta1 ** t)))
+        p += tmp
+
+
+class TorchAdam(Peer):
+    """``torch.optim.Adam(fused=True)`` or ``(foreach=True)`` over one tensor.
+
+    On the CPU the tensors share the NumPy vectors' memory (no copies); on
+    CUDA they live on the device.
+    """
+
+    def __init__(self, n: int, dtype=np.float32, impl: str = "fused", device: str = "cpu",
+                 seed: int = 0):
+        torch = torch_module()
+        if torch is None:
+            raise ImportError("torch is not installed")
+        if impl not in ("fused", "foreach"):
+            raise ValueError(f"impl must be 'fused' or 'foreach', got {impl!r}")
+        self.name = f"torch_{impl}" if device == "cpu" else f"torch_{device}_{impl}"
+        self.device = device
+        self._torch = torch
+        params, grad = make_vectors(n, dtype, seed, 2)
+        self._numpy = (params, grad)        # keep the shared buffers alive
+        param = torch.nn.Parameter(torch.from_numpy(params).to(device))
+        param.grad = torch.from_numpy(grad).to(device)
+        self.param = param
+        self.optimizer = torch.optim.Adam([param], lr=1e-3, **{impl: True})
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def sync(self) -> None:
+        if self.device != "cpu":
+            self._torch.cuda.synchronize()
+
+
+class Roofline(Peer):
+    """The ``same_traffic`` kernel: Adam's memory traffic, no arithmetic."""
+
+    name = "roofline"
+
+    def __init__(self, n: int, dtype=np.float32, seed: int = 0):
+        from nbadam import _launch
+        from nbadam._kernels import cpu as kernels
+        self._launch, self._kernel = _launch.cpu, kernels.same_traffic
+        self.n = n
+        self.vectors = make_vectors(n, dtype, seed, 4)
+
+    def step(self) -> None:
+        self._launch(self._kernel, self.n, *self.vectors)
+
+
+class DeviceCopy(Peer):
+    """A device-to-device copy moving Adam's 7 passes of bytes (3.5 n elements, twice)."""
+
+    name = "cuda_copy"
+
+    def __init__(self, n: int, dtype=np.float32, seed: int = 0):
+        from numba import cuda
+        self._cuda = cuda
+        count = math.ceil(3.5 * n)
+        self.src = cuda.device_array(count, dtype=dtype)
+        self.dst = cuda.device_array(count, dtype=dtype)
+
+    def step(self) -> None:
+        self.dst.copy_to_device(self.src)
+
+    def sync(self) -> None:
+        self._cuda.synchronize()
+
+
+def cpu_peers(n: int, dtype=np.float32, torch: bool = True) -> list[Peer]:
+    """nbadam, NumPy, torch fused and foreach (when importable), roofline."""
+    peers: list[Peer] = [NbadamStep(n, dtype), NumpyAdam(n, dtype)]
+    if torch and torch_module() is not None:
+        peers += [TorchAdam(n, dtype, "fused"), TorchAdam(n, dtype, "foreach")]
+    peers.append(Roofline(n, dtype))
+    return peers
+
+
+def gpu_peers(n: int, dtype=np.float32, torch: bool = True) -> list[Peer]:
+    """nbadam on CUDA, torch CUDA fused (when available), a device copy."""
+    peers: list[Peer] = [NbadamStep(n, dtype, device="cuda")]
+    module = torch_module() if torch else None
+    if module is not None and module.cuda.is_available():
+        peers.append(TorchAdam(n, dtype, "fused", device="cuda"))
+    peers.append(DeviceCopy(n, dtype))
+    return peers
+
+
+# -- timing -------------------------------------------------------------------
+
+def seconds_per_call(step: Callable[[], None], sync: Callable[[], None], number: int) -> float:
+    """Seconds per call of ``step`` over ``number`` calls, synchronised at the end."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(number):
+        step()
+    sync()
+    return (time.perf_counter() - start) / number
+
+
+def calibrate(peer: Peer, min_time: float) -> int:
+    """Calls per sample so that one sample lasts at least ``min_time`` seconds."""
+    number = 1
+    while True:
+        elapsed = seconds_per_call(peer.step, peer.sync, number) * number
+        if elapsed >= min_time or number >= 1 << 20:
+            return number
+        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
+
+
+def interleaved(peers: Sequence[Peer], repeat: int, min_time: float = 0.01,
+                numbers: Sequence[int] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """``repeat`` samples per peer, taken in rounds so noise hits all alike.
+
+    Each round times every peer once, in a fresh random order (seeded), so
+    that no peer always runs right after the same neighbour (whose threads
+    may still be spinning, or whose vectors fill the caches).  Returns the
+    seconds per step of each sample, by peer name; sample ``r`` of every
+    peer comes from round ``r``.
+    """
+    if numbers is None:
+        numbers = [calibrate(peer, min_time) for peer in peers]
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {peer.name: [] for peer in peers}
+    for _ in range(repeat):
+        for i in rng.permutation(len(peers)):
+            peer = peers[i]
+            samples[peer.name].append(seconds_per_call(peer.step, peer.sync, numbers[i]))
+    return {name: np.asarray(times) for name, times in samples.items()}
+
+
+def median_time(step: Callable[[], None], repeat: int = 5, min_time: float = 0.005,
+                sync: Callable[[], None] = lambda: None) -> float:
+    """Median seconds per call of ``step`` (for asv ``track_`` benchmarks)."""
+    peer = Peer()
+    peer.step, peer.sync = step, sync
+    number = calibrate(peer, min_time)
+    return float(np.median([seconds_per_call(step, sync, number) for _ in range(repeat)]))
+
+
+def release(peers: Sequence[Peer]) -> None:
+    """Close the peers and collect, so the next size starts with free memory.
+
+    ``None`` entries are ignored: asv calls ``teardown`` even when ``setup``
+    raised ``NotImplementedError`` before a peer existed.
+    """
+    for peer in peers:
+        if peer is not None:
+            peer.close()
+    gc.collect()

@@ -1,0 +1,136 @@
+"""asv: one CPU step of every update rule, and the memory roofline beside it.
+
+``setup`` compiles (two warm-up steps) and allocates; ``time_*`` times only
+the step.  ``Bandwidth.track_gbps`` is the step's effective bandwidth (the
+bytes the rule must move, ``_peers.step_bytes``, over the median step time),
+and ``Bandwidth.track_roofline_fraction`` divides it by the bandwidth of the
+same-traffic kernel timed in the same call, interleaved: 1.0 means the step
+runs at the machine's memory speed, the most it can do at large ``n``.
+``AdamKernel`` times the kernel without the public ``step`` around it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _peers
+
+SIZES = [1_000, 100_000, 10_000_000]
+DTYPES = ["float32", "float64"]
+#: Bandwidth is a large-vector figure (at n = 1e3 the call overhead dominates,
+#: which ``time_step`` shows), so the ``track_`` benchmarks skip the smallest size.
+BANDWIDTH_SIZES = [100_000, 10_000_000]
+
+# Small machines are noisy: a few samples of at least 10 ms each, at most 1 s
+# per benchmark, rather than asv's default of up to 20 s.
+_TIMING = {"repeat": (3, 10, 1.0), "warmup_time": 0.05, "sample_time": 0.01, "timeout": 300}
+
+
+class Step:
+    """``Optimizer.step(grad)``, the public call, for rule x dtype x n."""
+
+    params = (list(_peers.RULES), DTYPES, SIZES)
+    param_names = ["rule", "dtype", "n"]
+    repeat = _TIMING["repeat"]
+    warmup_time = _TIMING["warmup_time"]
+    sample_time = _TIMING["sample_time"]
+    timeout = _TIMING["timeout"]
+
+    def setup(self, rule, dtype, n):
+        self.peer = _peers.NbadamStep(n, np.dtype(dtype), rule)
+        self.peer.setup()
+        self.optimizer, self.grad = self.peer.optimizer, self.peer.grad
+
+    def teardown(self, rule, dtype, n):
+        _peers.release([getattr(self, "peer", None)])
+
+    def time_step(self, rule, dtype, n):
+        self.optimizer.step(self.grad)
+
+
+class Bandwidth:
+    """Effective GB/s of ``Optimizer.step`` and its fraction of the roofline."""
+
+    params = (list(_peers.RULES), DTYPES, BANDWIDTH_SIZES)
+    param_names = ["rule", "dtype", "n"]
+    timeout = _TIMING["timeout"]
+
+    setup = Step.setup
+    teardown = Step.teardown
+
+    def track_gbps(self, rule, dtype, n):
+        seconds = _peers.median_time(self.peer.step)
+        return _peers.step_bytes(rule, dtype, n) / seconds / 1e9
+
+    track_gbps.unit = "GB/s"
+
+    def track_roofline_fraction(self, rule, dtype, n):
+        roofline = _peers.Roofline(n, np.dtype(dtype))
+        roofline.setup()
+        samples = _peers.interleaved([self.peer, roofline], repeat=5, min_time=0.005)
+        step_gbps = _peers.step_bytes(rule, dtype, n) / np.median(samples[self.peer.name])
+        roof_gbps = _peers.ROOFLINE_PASSES * np.dtype(dtype).itemsize * n / np.median(
+            samples[roofline.name])
+        _peers.release([roofline])
+        return float(step_gbps / roof_gbps)
+
+    track_roofline_fraction.unit = "step GB/s / roofline GB/s"
+
+
+class Roofline:
+    """The same-traffic kernel (Adam's 7 passes, no arithmetic) for dtype x n."""
+
+    params = (DTYPES, SIZES)
+    param_names = ["dtype", "n"]
+    repeat = _TIMING["repeat"]
+    warmup_time = _TIMING["warmup_time"]
+    sample_time = _TIMING["sample_time"]
+    timeout = _TIMING["timeout"]
+
+    def setup(self, dtype, n):
+        self.peer = _peers.Roofline(n, np.dtype(dtype))
+        self.peer.setup()
+
+    def teardown(self, dtype, n):
+        _peers.release([getattr(self, "peer", None)])
+
+    def time_same_traffic(self, dtype, n):
+        self.peer.step()
+
+    def track_gbps(self, dtype, n):
+        seconds = _peers.median_time(self.peer.step)
+        return _peers.ROOFLINE_PASSES * np.dtype(dtype).itemsize * n / seconds / 1e9
+
+    track_gbps.unit = "GB/s"
+
+
+class AdamKernel:
+    """The float32/float64 Adam kernel alone, through the launcher.
+
+    The difference from ``Step.time_step`` (rule ``adam``) is the cost of the
+    public ``step``: validation, host scalars and dispatch.
+    """
+
+    params = (DTYPES, SIZES)
+    param_names = ["dtype", "n"]
+    repeat = _TIMING["repeat"]
+    warmup_time = _TIMING["warmup_time"]
+    sample_time = _TIMING["sample_time"]
+    timeout = _TIMING["timeout"]
+
+    def setup(self, dtype, n):
+        from nbadam import _launch
+        from nbadam._kernels import cpu as kernels
+
+        c = np.dtype(dtype).type
+        self.launch, self.kernel, self.n = _launch.cpu, kernels.adam, n
+        params, grad, exp_avg, exp_avg_sq = _peers.make_vectors(n, dtype, 0, 4)
+        beta1, beta2, lr, t = 0.9, 0.999, 1e-3, 1
+        self.args = (params, grad, exp_avg, exp_avg_sq, c(1.0), c(0.0), c(1.0),
+                     c(1.0 - beta1), c(beta2), c(1.0 - beta2), c(-lr / (1.0 - beta1 ** t)),
+                     c((1.0 - beta2 ** t) ** 0.5), c(1e-8))
+        self.time_kernel(dtype, n)
+        self.time_kernel(dtype, n)
+
+    def time_kernel(self, dtype, n):
+        self.launch(self.kernel, self.n, *self.args)

@@ -1,0 +1,175 @@
+"""The benchmark suite runs: every asv class once at its smallest size, and compare.py.
+
+No timing is checked, only that setup, each ``time_``/``track_``/``peakmem_``
+method and the comparison script run and produce what they promise.  Classes
+whose ``setup`` raises ``NotImplementedError`` (no GPU, an API not there yet)
+are skipped, as asv skips them.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ["bench_cpu", "bench_gpu", "bench_minimize", "bench_mlp"]
+#: Module constants shrunk so that one call of each benchmark stays short.
+SMALL = {"TRAIN": 512, "TEST": 256, "ITERATIONS": 50}
+PREFIXES = ("time_", "track_", "peakmem_", "mem_")
+
+
+def _classes():
+    for name in MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        for attr, value in vars(module).items():
+            if inspect.isclass(value) and value.__module__ == module.__name__ \
+                    and not attr.startswith("_"):
+                yield pytest.param(module, value, id=f"{name}.{attr}")
+
+
+def _smallest(cls):
+    """Parameter combinations: the smallest value of each parameter.
+
+    Classes timing ``step`` run every rule (at the smallest size, the serial
+    kernels, which compile fast); the others run the first rule only.
+    """
+    params = getattr(cls, "params", None)
+    if params is None:
+        return [()]
+    if not isinstance(params[0], list | tuple):
+        params = (params,)
+    names = getattr(cls, "param_names", [""] * len(params))
+    every_rule = hasattr(cls, "time_step")
+    choices = [list(values) if name == "rule" and every_rule else
+               [values[0]] if name == "rule" else [min(values, key=_order)]
+               for name, values in zip(names, params, strict=True)]
+    return list(itertools.product(*choices))
+
+
+def _order(value):
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+@pytest.mark.parametrize(("module", "cls"), list(_classes()))
+def test_asv_class_runs(module, cls, monkeypatch):
+    for key, value in SMALL.items():
+        if hasattr(module, key):
+            monkeypatch.setattr(module, key, value)
+    methods = [name for name in dir(cls) if name.startswith(PREFIXES)]
+    assert methods, f"{cls.__name__} has no benchmark"
+    for args in _smallest(cls):
+        bench = cls()
+        try:
+            try:
+                if hasattr(bench, "setup"):
+                    bench.setup(*args)
+            except NotImplementedError as exc:
+                pytest.skip(f"{cls.__name__}: {exc}")
+            for name in methods:
+                value = getattr(bench, name)(*args)
+                if name.startswith("track_"):
+                    assert np.isfinite(value) and value > 0, (name, args, value)
+        finally:
+            # asv calls teardown after a skipped setup too.
+            if hasattr(bench, "teardown"):
+                bench.teardown(*args)
+
+
+def test_step_bytes():
+    from benchmarks import _peers
+
+    assert _peers.step_bytes("adam", np.float32) == 28
+    assert _peers.step_bytes("amsgrad", np.float32) == 36
+    assert _peers.step_bytes("adamax", np.float64, 10) == 560
+    assert set(_peers.PASSES) == set(_peers.RULES)
+
+
+def test_numpy_peer_matches_nbadam():
+    import nbadam
+    from benchmarks import _peers
+
+    peer = _peers.NumpyAdam(257, np.float64)
+    params = peer.params.copy()
+    opt = nbadam.Adam(params)
+    for _ in range(5):
+        peer.step()
+        opt.step(peer.grad)
+    np.testing.assert_allclose(peer.params, params, rtol=1e-12, atol=1e-15)
+
+
+def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
+    from benchmarks import compare
+
+    # Keep the process's OpenMP set-up as it is (compare restores an unset policy).
+    monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    results = compare.main(["--sizes", "1000", "2e3", "--repeat", "2", "--min-time", "0.001",
+                            "--out", str(tmp_path), "--no-torch", "--no-gpu"])
+    text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
+    assert "| 1,000 |" in text and "| 2,000 |" in text
+    assert "nbadam / roofline" in text and "numpy / nbadam" in text
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "compare_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(results["cpu"][1000]) == {"nbadam", "numpy", "roofline"}
+    assert "| n |" in capsys.readouterr().out
+
+
+def _run(args, tmp_path, **env):
+    env = {**os.environ, "MPLBACKEND": "Agg", **env, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+def test_compare_with_torch(tmp_path):
+    # A process of its own: importing torch here would load its OpenMP runtime
+    # into the test process and change how later tests pick Numba's threads.
+    _run(["-m", "benchmarks.compare", "--sizes", "1000", "--repeat", "2", "--min-time", "0.001",
+          "--out", str(tmp_path), "--no-gpu"], tmp_path)
+    text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
+    assert "torch_fused" in text and "nbadam / torch fused" in text
+
+
+GPU_SCRIPT = """
+from benchmarks import _peers, bench_gpu
+
+def one_call(step, repeat=5, min_time=0.0, sync=lambda: None):
+    # A simulated step takes a good fraction of a second: time one.
+    return _peers.seconds_per_call(step, sync, 1)
+
+_peers.median_time = one_call
+for cls, args in [(bench_gpu.Step, ("adam", "float32", 1000)),
+                  (bench_gpu.DeviceCopy, ("float32", 1000))]:
+    bench = cls()
+    bench.setup(*args)
+    for name in dir(cls):
+        if name.startswith(("time_", "track_")):
+            getattr(bench, name)(*args)
+    bench.teardown(*args)
+print("gpu benchmarks ran")
+from benchmarks import compare
+compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
+              "--no-torch"])
+"""
+
+
+@pytest.mark.cudasim
+@pytest.mark.slow
+def test_gpu_benchmarks_under_simulator(tmp_path):
+    # The simulator must be chosen before numba.cuda is first imported: a new process.
+    script = f"OUT = {str(tmp_path)!r}\n" + GPU_SCRIPT
+    assert "gpu benchmarks ran" in _run(["-c", script], tmp_path, NUMBA_ENABLE_CUDASIM="1")
+    text = (tmp_path / "compare_gpu.md").read_text(encoding="utf-8")
+    assert "nbadam_cuda" in text and "nbadam / copy" in text
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "compare_gpu.png").exists()
