@@ -7,17 +7,20 @@ Public names:
 * :mod:`nbadam.schedules`, learning-rate schedules;
 * :func:`minimize`, a drop-in for ``scipy.optimize.minimize``, and
   :func:`scipy_method`, the same solver as a callable ``method=`` for SciPy;
-* :mod:`nbadam.datasets` with the bundled MNIST;
+* :class:`MLP`, a NumPy multilayer perceptron, and :mod:`nbadam.datasets`
+  with the bundled MNIST;
 * :mod:`nbadam.checkpoint`, atomic pickle-free ``.npz`` files.
 """
 
 from . import checkpoint, datasets, schedules
 from .minimize import minimize, scipy_method, show_options
+from .nn import MLP
 from .optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
 
 __all__ = [
     "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "Optimizer",
     "minimize", "scipy_method", "show_options",
+    "MLP",
     "schedules", "datasets", "checkpoint",
 ]
 __version__ = "0.1.0"

@@ -34,6 +34,11 @@ import numpy as np
 
 _META = "__meta__"
 FORMAT_VERSION = 1
+# mkstemp creates files readable by the owner only; a checkpoint should get the
+# permissions of any file the user creates.  Read once: os.umask can only be
+# read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
@@ -54,6 +59,18 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     ------
     TypeError
         If an array has dtype object or ``meta`` is not JSON-serialisable.
+    ValueError
+        If ``arrays`` uses the reserved name ``"__meta__"``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from nbadam.checkpoint import save_npz
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.npz")
+    >>> save_npz(path, {"w": np.ones(3)}, {"format": "example", "epoch": 2})
+    >>> sorted(np.load(path, allow_pickle=False).files)
+    ['__meta__', 'w']
     """
     path = os.fspath(path)
     if _META in arrays:
@@ -66,6 +83,7 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **{_META: np.array(text)}, **arrays)
             handle.flush()
@@ -120,6 +138,21 @@ def load_npz(path: str | os.PathLike, *, kind: str,
         If ``path`` does not exist.
     ValueError
         If the file is not a complete, pickle-free archive of the expected kind.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from nbadam.checkpoint import load_npz, save_npz
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.npz")
+    >>> save_npz(path, {"w": np.ones(3)}, {"format": "example", "epoch": 2})
+    >>> meta, arrays = load_npz(path, kind="example", keys={"w"})
+    >>> meta
+    {'version': 1, 'format': 'example', 'epoch': 2}
+    >>> load_npz(path, kind="optimizer")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: ... holds a 'example' checkpoint, expected 'optimizer'
     """
     path = os.fspath(path)
     try:

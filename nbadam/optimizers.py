@@ -43,7 +43,21 @@ class Optimizer:
 
     Subclasses set ``_state_names`` (the per-element state arrays) and
     implement ``_launch_step(grad, lr, t)``.  Use a concrete class such as
-    :class:`Adam`.
+    :class:`Adam`; every one of them has the methods and attributes below.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nbadam
+    >>> x = np.zeros(3)
+    >>> opt = nbadam.RAdam(x, lr=1e-2)
+    >>> isinstance(opt, nbadam.Optimizer), opt.device, opt.step_count
+    (True, 'cpu', 0)
+    >>> opt.step(np.ones(3)), opt.step_count, opt.last_lr
+    (True, 1, 0.01)
+    >>> snapshot = opt.state_dict()            # copies: hyperparameters, step count, state
+    >>> sorted(snapshot["state"])
+    ['exp_avg', 'exp_avg_sq']
     """
 
     _state_names: tuple[str, ...] = ()

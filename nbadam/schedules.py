@@ -9,7 +9,8 @@ checkpoints (:func:`from_dict` rebuilds one from :meth:`Schedule.to_dict`).
 Examples
 --------
 >>> from nbadam import schedules
->>> sched = schedules.warmup_cosine_decay(peak_value=1e-3, warmup_steps=10, decay_steps=100)
+>>> sched = schedules.warmup_cosine_decay(peak_value=1e-3, warmup_steps=10,
+...                                       decay_steps=100)
 >>> [round(sched(k), 6) for k in (0, 5, 10, 55, 100, 200)]
 [0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0]
 """
@@ -40,13 +41,31 @@ def _count(count: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """Base class: a frozen, serialisable ``count -> lr`` callable."""
+    """Base class: a frozen, serialisable ``count -> lr`` callable.
+
+    Subclasses are dataclasses whose fields are the schedule's arguments;
+    they compare by value and :meth:`to_dict` gives their fields as plain data.
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.step_decay(0.1, step_size=10)
+    >>> isinstance(sched, schedules.Schedule), sched(0), round(sched(10), 6)
+    (True, 0.1, 0.01)
+    """
 
     def __call__(self, count: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        """The schedule as plain JSON-ready data (see :func:`from_dict`)."""
+        """The schedule as plain JSON-ready data (see :func:`from_dict`).
+
+        Examples
+        --------
+        >>> from nbadam import schedules
+        >>> schedules.constant(0.01).to_dict()
+        {'schedule': 'Constant', 'value': 0.01}
+        """
         return {"schedule": type(self).__name__, **dataclasses.asdict(self)}
 
 
@@ -192,30 +211,147 @@ class OneCycle(Schedule):
 
 
 def constant(value: float) -> Constant:
-    """A constant learning rate ``value``."""
+    """A constant learning rate ``value``.
+
+    Parameters
+    ----------
+    value : float
+        The learning rate (> 0).
+
+    Returns
+    -------
+    Constant
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.constant(1e-3)
+    >>> sched(0), sched(10_000)
+    (0.001, 0.001)
+    """
     return Constant(value)
 
 
 def exponential_decay(init_value: float, decay_rate: float, transition_steps: int = 1,
                       staircase: bool = False, end_value: float | None = None) -> ExponentialDecay:
-    """``init_value * decay_rate ** (count / transition_steps)`` (see :class:`ExponentialDecay`)."""
+    """``init_value * decay_rate ** (count / transition_steps)`` (see :class:`ExponentialDecay`).
+
+    Parameters
+    ----------
+    init_value : float
+        The learning rate at count 0 (> 0).
+    decay_rate : float
+        Factor applied every ``transition_steps`` updates (> 0; above 1 it grows).
+    transition_steps : int, default 1
+        Updates over which the rate changes by ``decay_rate`` (>= 1).
+    staircase : bool, default False
+        Change the rate in steps, every ``transition_steps`` updates, rather
+        than continuously.
+    end_value : float, optional
+        A floor when decaying, a cap when growing (>= 0).
+
+    Returns
+    -------
+    ExponentialDecay
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.exponential_decay(1e-2, 0.5, transition_steps=100)
+    >>> [round(sched(k), 6) for k in (0, 50, 100, 200)]
+    [0.01, 0.007071, 0.005, 0.0025]
+    >>> stairs = schedules.exponential_decay(1e-2, 0.5, 100, staircase=True, end_value=3e-3)
+    >>> [stairs(k) for k in (0, 99, 100, 200)]
+    [0.01, 0.01, 0.005, 0.003]
+    """
     return ExponentialDecay(init_value, decay_rate, transition_steps, staircase, end_value)
 
 
 def step_decay(init_value: float, step_size: int, gamma: float = 0.1) -> StepDecay:
-    """Multiply by ``gamma`` every ``step_size`` updates (see :class:`StepDecay`)."""
+    """Multiply by ``gamma`` every ``step_size`` updates (see :class:`StepDecay`).
+
+    Parameters
+    ----------
+    init_value : float
+        The learning rate at count 0 (> 0).
+    step_size : int
+        Updates between two changes (>= 1).
+    gamma : float, default 0.1
+        The factor applied at each change (> 0).
+
+    Returns
+    -------
+    StepDecay
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.step_decay(1.0, step_size=30, gamma=0.5)
+    >>> [sched(k) for k in (0, 29, 30, 60)]
+    [1.0, 1.0, 0.5, 0.25]
+    """
     return StepDecay(init_value, step_size, gamma)
 
 
 def warmup_cosine_decay(peak_value: float, warmup_steps: int, decay_steps: int,
                         init_value: float = 0.0, end_value: float = 0.0) -> WarmupCosineDecay:
-    """Linear warm-up then cosine decay (see :class:`WarmupCosineDecay`)."""
+    """Linear warm-up then cosine decay (see :class:`WarmupCosineDecay`).
+
+    Parameters
+    ----------
+    peak_value : float
+        The learning rate at the end of the warm-up (> 0).
+    warmup_steps : int
+        Updates of linear warm-up from ``init_value`` (>= 0).
+    decay_steps : int
+        Length of the whole schedule, warm-up included (>= ``warmup_steps``).
+    init_value : float, default 0
+        The learning rate at count 0 (>= 0).
+    end_value : float, default 0
+        The learning rate from ``decay_steps`` on (>= 0).
+
+    Returns
+    -------
+    WarmupCosineDecay
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.warmup_cosine_decay(1e-3, warmup_steps=10, decay_steps=110)
+    >>> [round(sched(k), 6) for k in (0, 5, 10, 60, 110, 500)]
+    [0.0, 0.0005, 0.001, 0.0005, 0.0, 0.0]
+    """
     return WarmupCosineDecay(peak_value, warmup_steps, decay_steps, init_value, end_value)
 
 
 def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
               final_div_factor: float = 1e4) -> OneCycle:
-    """The one-cycle policy (see :class:`OneCycle`)."""
+    """The one-cycle policy (see :class:`OneCycle`).
+
+    Parameters
+    ----------
+    max_lr : float
+        The peak learning rate (> 0).
+    total_steps : int
+        Length of the cycle (>= 2); later counts keep the final value.
+    pct_start : float, default 0.3
+        Fraction of the cycle spent rising, in (0, 1).
+    div_factor : float, default 25
+        The cycle starts at ``max_lr / div_factor``.
+    final_div_factor : float, default 1e4
+        The cycle ends at ``max_lr / (div_factor * final_div_factor)``.
+
+    Returns
+    -------
+    OneCycle
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.one_cycle(0.1, total_steps=100)
+    >>> [round(sched(k), 9) for k in (0, 29, 99)]
+    [0.004, 0.1, 4e-07]
+    """
     return OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor)
 
 
@@ -224,7 +360,30 @@ _KINDS = {cls.__name__: cls for cls in
 
 
 def from_dict(data: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from :meth:`Schedule.to_dict` output."""
+    """Rebuild a schedule from :meth:`Schedule.to_dict` output.
+
+    Parameters
+    ----------
+    data : dict
+        What :meth:`Schedule.to_dict` returned (for instance read back from a
+        checkpoint's JSON).
+
+    Returns
+    -------
+    Schedule
+
+    Raises
+    ------
+    ValueError
+        If ``data`` does not describe one of the schedules of this module.
+
+    Examples
+    --------
+    >>> from nbadam import schedules
+    >>> sched = schedules.one_cycle(0.1, total_steps=1000)
+    >>> schedules.from_dict(sched.to_dict()) == sched
+    True
+    """
     if not isinstance(data, dict) or data.get("schedule") not in _KINDS:
         raise ValueError(f"not a serialised nbadam schedule: {data!r}; known kinds: "
                          f"{', '.join(sorted(_KINDS))}")

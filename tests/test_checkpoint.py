@@ -84,3 +84,17 @@ def test_wrong_kind_and_foreign_archives_are_refused(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_npz(tmp_path / "nope.npz", kind="thing")
+
+
+def test_file_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        import importlib
+
+        import nbadam.checkpoint as checkpoint
+        importlib.reload(checkpoint)
+        checkpoint.save_npz(tmp_path / "c.npz", {"a": np.zeros(1)}, {"format": "thing"})
+    finally:
+        os.umask(old)
+        importlib.reload(checkpoint)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o640

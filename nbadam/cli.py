@@ -1,0 +1,208 @@
+"""The ``nbadam`` command line: ``nbadam mnist`` trains an MLP on MNIST.
+
+``python -m nbadam`` is the same program.  Every error -- a bad argument, a
+missing file, a refused checkpoint -- ends the program with a one-line
+message on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line long."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if any(width < 1 for width in widths):
+        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
+    return widths
+
+
+# argparse names a failed type by the function's __name__ in its message.
+_positive_int.__name__ = _nonnegative_int.__name__ = "integer"
+_positive_float.__name__ = "number"
+_widths.__name__ = "list of widths"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``nbadam`` command."""
+    from . import __version__
+    from .nn.training import OPTIMIZERS
+
+    parser = _Parser(prog="nbadam", description="The Adam family as fused Numba kernels.")
+    parser.add_argument("--version", action="version", version=f"nbadam {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    mnist = commands.add_parser(
+        "mnist", help="train an MLP on the bundled MNIST digits",
+        description="Train a multilayer perceptron on MNIST (the copy bundled with nbadam) "
+                    "and report its accuracy on the 10,000 test images after every epoch.")
+    mnist.add_argument("--epochs", type=_positive_int, default=10, help="passes over the "
+                       "training set (default: 10)")
+    mnist.add_argument("--batch-size", type=_positive_int, default=128,
+                       help="examples per step (default: 128)")
+    mnist.add_argument("--lr", type=_positive_float, default=None,
+                       help="learning rate (default: the optimizer's, 1e-3 for adam)")
+    mnist.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
+                       type=str.lower, help="update rule (default: adam)")
+    mnist.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                       help="learning rate over the run: constant, or cosine decay from "
+                            "--lr to 0 over all steps (default: constant)")
+    mnist.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
+                       help="hidden layer widths (default: 256,128)")
+    mnist.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
+                       help="hidden activation (default: relu)")
+    mnist.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="parameter and arithmetic dtype (default: float32)")
+    mnist.add_argument("--seed", type=_nonnegative_int, default=0,
+                       help="seed of the initial weights and the data order (default: 0)")
+    mnist.add_argument("--subset", type=_positive_int, default=None, metavar="N",
+                       help="train on the first N training images only (quick runs)")
+    mnist.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
+    mnist.add_argument("--plot", metavar="PATH", help="draw loss and accuracy curves "
+                       "(.png, .pdf, .svg; needs matplotlib)")
+    mnist.add_argument("--checkpoint", metavar="PATH",
+                       help="write the training state after every epoch (.npz)")
+    mnist.add_argument("--resume", action="store_true",
+                       help="continue from --checkpoint if it exists")
+    mnist.add_argument("--no-progress", action="store_true",
+                       help="no progress bar; print one line per epoch instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nbadam`` command line; returns the exit status.
+
+    Examples
+    --------
+    >>> from nbadam.cli import main
+    >>> main(["--version"])  # doctest: +SKIP
+    nbadam 0.1.0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("choose a command, e.g. nbadam mnist")
+    try:
+        return _mnist(args)
+    except KeyboardInterrupt:
+        saved = f"; the checkpoint {args.checkpoint} holds the last finished epoch" \
+            if args.checkpoint else ""
+        print(f"nbadam: interrupted{saved}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ImportError, OSError, ValueError, TypeError, NotImplementedError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"nbadam {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _check_output(flag: str, path: str | None) -> None:
+    """Fail before training, not after, when an output file cannot be written."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{flag} {path}: is a folder, expected a file name")
+
+
+def _mnist(args: argparse.Namespace) -> int:
+    from . import schedules
+    from .datasets import load_mnist
+    from .nn import MLP, plot_history
+    from .nn.plotting import require_matplotlib
+    from .nn.training import OPTIMIZERS
+
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume needs --checkpoint PATH")
+    if args.plot:
+        require_matplotlib()
+    for flag in ("save", "plot", "checkpoint"):
+        _check_output(f"--{flag}", getattr(args, flag))
+
+    (x_train, y_train), (x_test, y_test) = load_mnist()
+    if args.subset is not None:
+        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
+    model = MLP((784, *args.hidden, 10), activation=args.activation,
+                dtype=np.dtype(args.dtype), seed=args.seed)
+    lr = args.lr
+    if args.schedule == "cosine":
+        if lr is None:
+            lr = inspect.signature(OPTIMIZERS[args.optimizer][0]).parameters["lr"].default
+        steps = -(-len(x_train) // args.batch_size) * args.epochs
+        lr = schedules.warmup_cosine_decay(peak_value=lr, warmup_steps=0, decay_steps=steps)
+    show_bar = not args.no_progress and sys.stderr.isatty()
+    print(f"training {model!r} on {len(x_train)} images: {args.optimizer} "
+          f"({args.schedule} lr), batch {args.batch_size}, {args.epochs} epochs", flush=True)
+    clock = {"start": time.perf_counter(), "epoch": time.perf_counter()}
+
+    def report(epoch: int, logs: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if not show_bar:
+            print(f"epoch {epoch}/{args.epochs}: loss {logs['loss']:.4f}, "
+                  f"accuracy {logs['accuracy']:.4f}, test loss {logs['val_loss']:.4f}, "
+                  f"test accuracy {logs['val_accuracy']:.4f} ({now - clock['epoch']:.1f} s)",
+                  flush=True)
+        clock["epoch"] = now
+
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        optimizer=args.optimizer, lr=lr,
+                        validation_data=(x_test, y_test), seed=args.seed,
+                        progress=not args.no_progress, callback=report,
+                        checkpoint=args.checkpoint, resume=args.resume)
+    elapsed = time.perf_counter() - clock["start"]
+    print(f"test accuracy: {history['val_accuracy'][-1]:.4f} "
+          f"(test loss {history['val_loss'][-1]:.4f}) after {len(history['loss'])} epochs "
+          f"in {elapsed:.1f} s")
+    if args.save:
+        model.save(args.save)
+        print(f"model saved to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"curves saved to {args.plot}")
+    return 0

@@ -1,0 +1,556 @@
+"""A multilayer perceptron whose weights and biases live in one flat vector.
+
+Every weight matrix and bias of :class:`MLP` is a view into ``model.params``
+and every gradient a view into ``model.grad``, so one optimizer ``step`` on
+the flat gradient updates the whole network with a single fused kernel.  The
+matrix products are NumPy's (BLAS); the elementwise work around them is done
+by the Numba kernels of :mod:`nbadam.nn._fused`.
+
+Data flow of one training step (:meth:`MLP._loss_and_grad`)::
+
+    batch rows --gather_rows--> inputs --(@ W1, bias_act)--> ... --(@ WL)--> logits
+    logits --softmax_cross_entropy--> loss, delta_L, grad of bL
+    delta_l --(a_{l-1}.T @ delta_l)--> grad of Wl
+    delta_l --(@ Wl.T, act_backward)--> delta_{l-1}, grad of b_{l-1}
+    model.grad --optimizer.step--> model.params
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _launch, _validate, checkpoint
+from . import _fused
+
+__all__ = ["MLP"]
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+#: Rows per block when predicting or evaluating outside of ``fit``.
+EVAL_BATCH = 1024
+_MODEL_FORMAT = "mlp"
+
+
+class _Workspace:
+    """Per-batch buffers for ``rows`` examples, allocated once and reused.
+
+    ``inputs`` holds the batch converted to the model's dtype, ``hidden[l]``
+    the output of hidden layer ``l`` (after its activation), ``logits`` the
+    output layer, ``deltas[l]`` the gradient of the loss with respect to the
+    pre-activation of layer ``l`` and ``labels`` the batch's labels.  A batch
+    of ``b <= rows`` examples uses the first ``b`` rows of each (C-contiguous
+    views, so BLAS writes into them directly).
+    """
+
+    def __init__(self, sizes: tuple[int, ...], dtype: np.dtype, rows: int):
+        self.rows = rows
+        self.inputs = np.empty((rows, sizes[0]), dtype)
+        self.hidden = [np.empty((rows, width), dtype) for width in sizes[1:-1]]
+        self.logits = np.empty((rows, sizes[-1]), dtype)
+        self.deltas = [np.empty((rows, width), dtype) for width in sizes[1:]]
+        self.labels = np.empty(rows, np.intp)
+
+    def load(self, x: np.ndarray, divisor: np.generic, rows: np.ndarray,
+             y: np.ndarray | None = None) -> int:
+        """Copy examples ``rows`` of ``x`` (and ``y``) into the buffers; return their count."""
+        count = rows.size
+        _fused.gather_rows(x, rows, divisor, self.inputs[:count])
+        if y is not None:
+            # mode="clip" writes straight into ``out``; "raise" would buffer a copy.
+            np.take(y, rows, out=self.labels[:count], mode="clip")
+        return count
+
+
+class MLP:
+    r"""A fully connected network trained with softmax cross-entropy.
+
+    Layer :math:`l` computes :math:`a_l = f(a_{l-1} W_l + b_l)` with the
+    activation :math:`f` on hidden layers and none on the output layer,
+    whose logits feed a softmax.  The loss of a batch is the mean
+    cross-entropy
+
+    .. math::
+
+        L = \frac{1}{B} \sum_{i=1}^{B} \Bigl(\log \sum_k e^{z_{ik}} - z_{i y_i}\Bigr),
+
+    computed after subtracting each row's maximum, so it never overflows.
+
+    Parameters
+    ----------
+    sizes : sequence of int, default (784, 256, 128, 10)
+        Layer widths: inputs, hidden layers, classes (at least two classes).
+    activation : {"relu", "tanh", "sigmoid"}, default "relu"
+        Activation of the hidden layers.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        Dtype of the parameters, gradients and all arithmetic.
+    seed : int or None, default 0
+        Seeds the initial weights and, unless ``fit`` is given another seed,
+        the order of the training data.  ``None`` draws fresh entropy (kept in
+        :attr:`seed`, so the run can be repeated).
+
+    Attributes
+    ----------
+    params : numpy.ndarray
+        All parameters, flat: ``W1, b1, W2, b2, ...``.  ``weights[l]`` (shape
+        ``(sizes[l], sizes[l+1])``, so a layer computes ``a @ W``) and
+        ``biases[l]`` are views into it.
+    grad : numpy.ndarray
+        The gradient of the last batch's loss, laid out like ``params``;
+        ``weight_grads`` and ``bias_grads`` are views into it.
+
+    Notes
+    -----
+    Initialisation: weights of layers followed by a ReLU are drawn from
+    :math:`\mathcal N(0, 2/n_\text{in})` (He et al.); those of layers followed
+    by tanh or sigmoid, and of the output layer, from
+    :math:`\mathcal U(\pm\sqrt{6/(n_\text{in}+n_\text{out})})` (Glorot &
+    Bengio).  Biases start at zero.  Values are drawn in float64 with
+    ``np.random.default_rng(seed)`` and rounded to ``dtype``.
+
+    Inputs ``x`` have shape ``(n, sizes[0])`` or ``(n, d1, d2, ...)`` with
+    ``d1 * d2 * ... == sizes[0]`` (MNIST's ``(n, 28, 28)``).  ``uint8``
+    inputs are pixels and are divided by 255; float32 and float64 inputs are
+    used as they are (standardise them yourself if you wish).  Inputs are
+    converted batch by batch, never copied whole.  Labels are integers in
+    ``[0, sizes[-1])``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nbadam
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(200, 4))
+    >>> y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    >>> model = nbadam.MLP((4, 16, 2), dtype=np.float64)
+    >>> model.params.size
+    114
+    >>> history = model.fit(x, y, epochs=20, batch_size=20, lr=1e-2, progress=False)
+    >>> model.evaluate(x, y)["accuracy"] > 0.95
+    True
+    >>> model.predict([[3.0, 3.0, 0.0, 0.0], [-3.0, -3.0, 0.0, 0.0]])
+    array([1, 0])
+    """
+
+    def __init__(self, sizes: Sequence[int] = (784, 256, 128, 10), activation: str = "relu",
+                 dtype: Any = np.float32, seed: int | None = 0):
+        self.sizes = _check_sizes(sizes)
+        self.activation = _validate.choice("activation", activation, ACTIVATIONS)
+        self.dtype = _validate.float_dtype("dtype", dtype)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)
+        self.seed = _validate.integer("seed", seed, 0)
+        self._layout()
+        self._initialise()
+        self._activate = getattr(_fused, f"bias_{self.activation}")
+        self._activation_backward = getattr(_fused, f"{self.activation}_backward")
+        self._one = self.dtype.type(1)
+
+    # -- layout and initialisation ------------------------------------------
+    def _layout(self) -> None:
+        shapes = []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            shapes += [(fan_in, fan_out), (fan_out,)]
+        total = sum(math.prod(shape) for shape in shapes)
+        self.params = np.zeros(total, self.dtype)
+        self.grad = np.zeros(total, self.dtype)
+        params_views, grad_views = [], []
+        start = 0
+        for shape in shapes:
+            stop = start + math.prod(shape)
+            params_views.append(self.params[start:stop].reshape(shape))
+            grad_views.append(self.grad[start:stop].reshape(shape))
+            start = stop
+        self.weights, self.biases = params_views[0::2], params_views[1::2]
+        self.weight_grads, self.bias_grads = grad_views[0::2], grad_views[1::2]
+
+    def _initialise(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        last = len(self.weights) - 1
+        for layer, weight in enumerate(self.weights):
+            fan_in, fan_out = weight.shape
+            if layer < last and self.activation == "relu":
+                values = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=weight.shape)
+            else:
+                limit = math.sqrt(6.0 / (fan_in + fan_out))
+                values = rng.uniform(-limit, limit, size=weight.shape)
+            weight[...] = values
+        for bias in self.biases:
+            bias[...] = 0
+
+    # -- public properties ----------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        """Width of the input layer."""
+        return self.sizes[0]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (width of the output layer)."""
+        return self.sizes[-1]
+
+    def __repr__(self) -> str:
+        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, "
+                f"dtype=np.{self.dtype.name}, seed={self.seed})")
+
+    # -- maths on one batch ---------------------------------------------------
+    def _forward(self, work: _Workspace, count: int) -> np.ndarray:
+        """Hidden activations and logits (before the output bias) of the loaded batch."""
+        a = work.inputs[:count]
+        for weight, bias, out in zip(self.weights[:-1], self.biases[:-1], work.hidden,
+                                     strict=True):
+            z = out[:count]
+            np.matmul(a, weight, out=z)
+            self._activate(z, bias, self._one)
+            a = z
+        logits = work.logits[:count]
+        np.matmul(a, self.weights[-1], out=logits)
+        return logits
+
+    def _loss_and_grad(self, work: _Workspace, count: int) -> tuple[float, int]:
+        """Forward and backward pass on the loaded batch; fills :attr:`grad`.
+
+        Returns the batch's summed loss (float64) and number of correct
+        predictions; the gradient is that of the *mean* loss.
+        """
+        logits = self._forward(work, count)
+        scale = self.dtype.type(1.0 / count)
+        loss, correct = _fused.softmax_cross_entropy(
+            logits, self.biases[-1], work.labels[:count], work.deltas[-1][:count],
+            self.bias_grads[-1], scale)
+        layer_inputs = [work.inputs] + work.hidden
+        for layer in range(len(self.weights) - 1, -1, -1):
+            delta = work.deltas[layer][:count]
+            inputs = layer_inputs[layer][:count]
+            np.matmul(inputs.T, delta, out=self.weight_grads[layer])
+            if layer > 0:
+                below = work.deltas[layer - 1][:count]
+                np.matmul(delta, self.weights[layer].T, out=below)
+                self._activation_backward(below, inputs, self.bias_grads[layer - 1], self._one)
+        return loss, correct
+
+    def _blocks(self, n: int, work: _Workspace):
+        """``(start, stop)`` pairs covering ``range(n)`` in blocks of ``work.rows``."""
+        for start in range(0, n, work.rows):
+            yield start, min(start + work.rows, n)
+
+    # -- public API -------------------------------------------------------------
+    def loss_and_grad(self, x: Any, y: Any) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy of ``(x, y)`` and its gradient, in one batch.
+
+        Parameters
+        ----------
+        x : array_like
+            Inputs, see the class notes.
+        y : array_like of int
+            Labels in ``[0, n_classes)``.
+
+        Returns
+        -------
+        loss : float
+            The mean loss.
+        grad : numpy.ndarray
+            :attr:`grad` itself (not a copy), filled with the gradient; pass it
+            to an optimizer built on :attr:`params`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> model = nbadam.MLP((3, 5, 2), dtype=np.float64)
+        >>> opt = nbadam.Adam(model.params, lr=1e-2)
+        >>> x, y = np.eye(3), np.array([0, 1, 1])
+        >>> first, grad = model.loss_and_grad(x, y)
+        >>> for _ in range(50):
+        ...     _ = opt.step(model.loss_and_grad(x, y)[1])
+        >>> bool(model.loss_and_grad(x, y)[0] < first)
+        True
+        """
+        x, divisor = self._check_x(x, "x")
+        labels = self._check_y(y, x.shape[0], "y")
+        work = _Workspace(self.sizes, self.dtype, x.shape[0])
+        count = work.load(x, divisor, np.arange(x.shape[0]), labels)
+        loss, _ = self._loss_and_grad(work, count)
+        return loss / count, self.grad
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities, shape ``(n, n_classes)``, in the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> p = nbadam.MLP((4, 3, 2)).predict_proba(np.ones((2, 4)))
+        >>> p.shape, p.dtype, bool(np.allclose(p.sum(axis=1), 1))
+        ((2, 2), dtype('float32'), True)
+        """
+        x, divisor = self._check_x(x, "x")
+        n = x.shape[0]
+        proba = np.empty((n, self.n_classes), self.dtype)
+        work = _Workspace(self.sizes, self.dtype, min(n, EVAL_BATCH))
+        order = np.arange(n)
+        for start, stop in self._blocks(n, work):
+            count = work.load(x, divisor, order[start:stop])
+            logits = self._forward(work, count)
+            _fused.add_bias(logits, self.biases[-1])
+            z = logits - logits.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
+            proba[start:stop] = z
+        return proba
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted class of each example (the most probable one), as ``intp``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> nbadam.MLP((4, 3, 2)).predict(np.zeros((3, 4)))
+        array([0, 0, 0])
+        """
+        x, divisor = self._check_x(x, "x")
+        n = x.shape[0]
+        labels = np.empty(n, np.intp)
+        work = _Workspace(self.sizes, self.dtype, min(n, EVAL_BATCH))
+        order = np.arange(n)
+        for start, stop in self._blocks(n, work):
+            count = work.load(x, divisor, order[start:stop])
+            logits = self._forward(work, count)
+            _fused.add_bias(logits, self.biases[-1])
+            np.argmax(logits, axis=1, out=labels[start:stop])
+        return labels
+
+    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+        """Mean cross-entropy loss and accuracy on ``(x, y)``.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float, "accuracy": float}``, accuracy in [0, 1].
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> scores = nbadam.MLP((4, 3, 2)).evaluate(np.zeros((2, 4)), [0, 1])
+        >>> sorted(scores), scores["accuracy"]
+        (['accuracy', 'loss'], 0.5)
+        """
+        x, divisor = self._check_x(x, "x")
+        labels = self._check_y(y, x.shape[0], "y")
+        work = _Workspace(self.sizes, self.dtype, min(x.shape[0], EVAL_BATCH))
+        return self._evaluate(work, x, divisor, labels)
+
+    def _evaluate(self, work: _Workspace, x: np.ndarray, divisor: np.generic,
+                  labels: np.ndarray) -> dict[str, float]:
+        """:meth:`evaluate` on validated data, reusing the buffers of ``work``."""
+        n = x.shape[0]
+        order = np.arange(n)
+        loss, correct = 0.0, 0
+        for start, stop in self._blocks(n, work):
+            count = work.load(x, divisor, order[start:stop], labels)
+            logits = self._forward(work, count)
+            _fused.add_bias(logits, self.biases[-1])
+            block_loss, block_correct = _fused.softmax_cross_entropy_loss(
+                logits, work.labels[:count])
+            loss += block_loss
+            correct += block_correct
+        return {"loss": loss / n, "accuracy": correct / n}
+
+    def fit(self, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
+            optimizer: Any = "adam", lr: float | Callable[[int], float] | None = None, *,
+            optimizer_options: dict[str, Any] | None = None,
+            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
+            seed: int | None = None, progress: bool = True,
+            callback: Callable[[int, dict[str, float]], Any] | None = None,
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+            resume: bool = False, comm: Any = None) -> dict[str, list[float]]:
+        """Train with mini-batches of softmax cross-entropy; see :func:`nbadam.nn.training.fit`.
+
+        Parameters
+        ----------
+        x, y : array_like
+            Training inputs and integer labels (see the class notes).
+        epochs : int, default 10
+            Total number of passes over the data (when resuming, including
+            the epochs already in the checkpoint).
+        batch_size : int, default 128
+            Examples per step; the last batch of an epoch may be smaller.
+        optimizer : str or nbadam.Optimizer, default "adam"
+            ``"adam"``, ``"adamw"``, ``"amsgrad"``, ``"nadam"``, ``"adamax"``,
+            ``"radam"``, or an optimizer already built on :attr:`params`.
+        lr : float or callable, optional
+            Learning rate (or schedule) for a named optimizer; by default the
+            optimizer's own (1e-3 for Adam).
+        optimizer_options : dict, optional
+            Further keyword arguments for a named optimizer (``betas``,
+            ``weight_decay``, ...).
+        validation_data : tuple (x_val, y_val), optional
+            Evaluated after every epoch.
+        shuffle : bool, default True
+            Visit the examples in a new random order every epoch; the order of
+            epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)``.
+        seed : int, optional
+            Seed of the data order; by default the model's :attr:`seed`.
+        progress : bool, default True
+            Show a tqdm bar per epoch (only when stderr is a terminal).
+        callback : callable, optional
+            Called as ``callback(epoch, logs)`` after each epoch, with the
+            1-based epoch number and that epoch's metrics.
+        checkpoint : str or os.PathLike, optional
+            File to write the training state to (atomically, ``.npz``).
+        checkpoint_every : int, default 1
+            Write the checkpoint every this many epochs, and after the last.
+        resume : bool, default False
+            Continue from ``checkpoint`` if it exists (else start afresh); the
+            result is bit for bit that of an uninterrupted run.
+        comm : None
+            Reserved for data-parallel training; must be None.
+
+        Returns
+        -------
+        dict of str to list of float
+            ``"loss"`` and ``"accuracy"`` per epoch (averaged over the
+            epoch's batches, each measured before its update), plus
+            ``"val_loss"`` and ``"val_accuracy"`` with ``validation_data``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 8, dtype=np.float64)
+        >>> y = np.logical_xor(x[:, 0], x[:, 1]).astype(int)
+        >>> model = nbadam.MLP((2, 8, 2), activation="tanh", dtype=np.float64)
+        >>> history = model.fit(x, y, epochs=60, batch_size=8, lr=0.05, progress=False)
+        >>> sorted(history), history["accuracy"][-1]
+        (['accuracy', 'loss'], 1.0)
+        """
+        from .training import fit
+
+        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                   lr=lr, optimizer_options=optimizer_options, validation_data=validation_data,
+                   shuffle=shuffle, seed=seed, progress=progress, callback=callback,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                   comm=comm)
+
+    # -- files ------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serialisable: ``MLP(**model.config())``."""
+        return {"sizes": list(self.sizes), "activation": self.activation,
+                "dtype": self.dtype.name, "seed": self.seed}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the architecture and parameters to an ``.npz`` file, atomically.
+
+        The file holds plain arrays and JSON (no pickle); the name is used as
+        given.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import nbadam
+        >>> model = nbadam.MLP((4, 3, 2), seed=1)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+        >>> model.save(path)
+        >>> again = nbadam.MLP.load(path)
+        >>> again, bool(np.array_equal(again.params, model.params))
+        (MLP(sizes=(4, 3, 2), activation='relu', dtype=np.float32, seed=1), True)
+        """
+        checkpoint.save_npz(path, {"params": self.params},
+                            {"format": _MODEL_FORMAT, "model": self.config()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MLP:
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not an intact nbadam MLP file.
+        """
+        meta, arrays = checkpoint.load_npz(path, kind=_MODEL_FORMAT, keys={"params"})
+        model = cls._from_config(meta.get("model"), os.fspath(path))
+        model._set_params(arrays["params"], os.fspath(path))
+        return model
+
+    @classmethod
+    def _from_config(cls, config: Any, source: str) -> MLP:
+        if not isinstance(config, dict) or set(config) != {"sizes", "activation", "dtype", "seed"}:
+            raise ValueError(f"{source}: the model description is missing or malformed: "
+                             f"{config!r}")
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: invalid model description ({exc})") from None
+
+    def _set_params(self, values: np.ndarray, source: str) -> None:
+        if values.shape != self.params.shape or values.dtype != self.dtype:
+            raise ValueError(f"{source}: parameters are {values.shape} {values.dtype}, "
+                             f"expected {self.params.shape} {self.dtype} for {self!r}")
+        self.params[...] = values
+
+    # -- input checks -------------------------------------------------------------
+    def _check_x(self, x: Any, name: str) -> tuple[np.ndarray, np.generic]:
+        """``x`` as a C-contiguous ``(n, n_features)`` array and the divisor for its dtype."""
+        x = np.asarray(x)
+        if x.dtype == np.uint8:
+            divisor = self.dtype.type(255)
+        elif x.dtype in _validate.FLOAT_DTYPES:
+            divisor = self.dtype.type(1)
+        else:
+            raise TypeError(
+                f"{name} has dtype {x.dtype}; expected uint8 pixels (0..255, divided by 255) "
+                f"or float32/float64 values; convert with {name}.astype(np.uint8) or "
+                f"{name}.astype(np.float32)")
+        if x.ndim < 2 or math.prod(x.shape[1:]) != self.n_features:
+            raise ValueError(
+                f"{name} must have shape (n, {self.n_features}) or (n, ...) with "
+                f"{self.n_features} values per example for this model, got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} holds no examples (shape {x.shape})")
+        x = np.ascontiguousarray(x.reshape(x.shape[0], self.n_features))
+        if divisor != 1:
+            return x, divisor
+        if not _launch.all_finite(x.reshape(-1)):
+            row, col = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{name} holds a non-finite value ({name}[{row}] has "
+                             f"{x[row, col]} at feature {col}); remove or impute it")
+        return x, divisor
+
+    def _check_y(self, y: Any, n: int, name: str) -> np.ndarray:
+        """``y`` as an ``intp`` copy, checked against ``n`` examples and the classes."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}; "
+                            f"convert with {name}.astype(int)")
+        if y.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), one label per example, "
+                             f"got shape {y.shape}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= self.n_classes:
+            bad = int(np.flatnonzero((y < 0) | (y >= self.n_classes))[0])
+            raise ValueError(f"{name} must hold labels in [0, {self.n_classes}) for this "
+                             f"model, got {name}[{bad}] = {y[bad]}")
+        return y.astype(np.intp)
+
+
+def _check_sizes(sizes: Any) -> tuple[int, ...]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
+        raise TypeError(f"sizes must be a sequence of layer widths such as (784, 256, 10), "
+                        f"got {sizes!r}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output width, got {sizes!r}")
+    for width in sizes:
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ValueError(f"sizes must hold positive integers, got {sizes!r}")
+    if sizes[-1] < 2:
+        raise ValueError(f"the output layer needs at least 2 classes, got sizes={sizes!r}")
+    return tuple(int(width) for width in sizes)

@@ -1,0 +1,313 @@
+"""The training loop behind :meth:`nbadam.MLP.fit`: batches, epochs, checkpoints.
+
+One step follows a gradient from the data to the kernel::
+
+    Trainer.step: model._loss_and_grad (fills model.grad)
+                  -> Trainer._reduce_gradient (identity without ``comm``)
+                  -> optimizer.step(model.grad) -> nbadam._launch -> kernel
+
+The order of the examples in epoch ``e`` depends only on ``(seed, e)``
+(:func:`epoch_order`), and a checkpoint holds the parameters, the optimizer
+state, the number of finished epochs and the history, so a run resumed from
+its checkpoint finishes with exactly the parameters of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import _validate
+from .. import checkpoint as _checkpoint
+from ..optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
+from .mlp import _Workspace
+
+if TYPE_CHECKING:
+    from .mlp import MLP
+
+__all__ = ["OPTIMIZERS", "Trainer", "epoch_order", "fit"]
+
+#: Optimizer names accepted by ``fit(optimizer=...)``: class and fixed options.
+OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {}),
+    "amsgrad": (Adam, {"amsgrad": True}),
+    "nadam": (NAdam, {}),
+    "adamax": (Adamax, {}),
+    "radam": (RAdam, {}),
+}
+_TRAINING_FORMAT = "mlp-training"
+#: Steps between refreshes of the progress bar's loss and accuracy.
+_POSTFIX_EVERY = 25
+#: tqdm's default without the rate and the time left, to leave room for the metrics.
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
+    """The order in which epoch ``epoch`` (0-based) visits ``n`` examples.
+
+    Examples
+    --------
+    >>> from nbadam.nn.training import epoch_order
+    >>> epoch_order(0, 3, 5, shuffle=False)
+    array([0, 1, 2, 3, 4])
+    >>> bool((epoch_order(0, 3, 5, True) == epoch_order(0, 3, 5, True)).all())
+    True
+    """
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def make_optimizer(model: MLP, optimizer: Any, lr: Any,
+                   options: dict[str, Any] | None) -> Optimizer:
+    """The optimizer ``fit`` uses: built from a name, or checked if given."""
+    if isinstance(optimizer, Optimizer):
+        if getattr(optimizer, "device", "cpu") != "cpu":
+            raise ValueError(f"optimizer runs on device={optimizer.device!r}; the MLP trains "
+                             "on the CPU, so build it with the default device='cpu'")
+        if optimizer.params is not model.params:
+            raise ValueError(
+                "optimizer was built on another array; build it on the model's parameters, "
+                "e.g. nbadam.Adam(model.params, lr=1e-3)")
+        if lr is not None or options:
+            raise ValueError("lr and optimizer_options apply to a named optimizer; set them "
+                             f"on the {type(optimizer).__name__} instance instead")
+        return optimizer
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} or an "
+                         f"nbadam optimizer instance, got {optimizer!r}")
+    cls, fixed = OPTIMIZERS[optimizer.lower()]
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"optimizer_options must be a dict of keyword arguments, got "
+                        f"{options!r}")
+    clash = sorted(set(options) & ({"params", "lr", "device"} | set(fixed)))
+    if clash:
+        raise ValueError(f"optimizer_options must not set {', '.join(clash)} (pass lr= to "
+                         f"fit; the MLP trains on the CPU; {optimizer!r} fixes the rest)")
+    kwargs = {**options, **fixed}
+    if lr is not None:
+        kwargs["lr"] = lr
+    try:
+        return cls(model.params, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"optimizer_options for {optimizer!r}: {exc}") from None
+
+
+class Trainer:
+    """Runs training steps of ``model`` with ``optimizer`` on preallocated buffers.
+
+    Parameters
+    ----------
+    model : MLP
+    optimizer : nbadam.Optimizer
+        Built on ``model.params``.
+    rows : int
+        The largest batch; the buffers are allocated once for it.
+    comm : None
+        Reserved for data-parallel training (see :meth:`_reduce_gradient`).
+    """
+
+    def __init__(self, model: MLP, optimizer: Optimizer, rows: int, comm: Any = None):
+        self.model = model
+        self.optimizer = optimizer
+        self.comm = comm
+        self.work = _Workspace(model.sizes, model.dtype, rows)
+
+    def _reduce_gradient(self, grad: np.ndarray) -> np.ndarray:
+        """Combine the gradients of all workers (the all-reduce hook).
+
+        Without a communicator this is the identity.  Data-parallel training
+        sums ``grad`` over the workers here, in place, and divides by their
+        number, between the backward pass and the optimizer step.
+        """
+        if self.comm is None:
+            return grad
+        raise NotImplementedError("data-parallel training is not available yet")
+
+    def step(self, x: np.ndarray, divisor: np.generic, labels: np.ndarray,
+             rows: np.ndarray) -> tuple[float, int]:
+        """One update on examples ``rows``: returns their summed loss and correct count."""
+        count = self.work.load(x, divisor, rows, labels)
+        loss, correct = self.model._loss_and_grad(self.work, count)
+        grad = self._reduce_gradient(self.model.grad)
+        self.optimizer.step(grad)
+        return loss, correct
+
+    def epoch(self, x: np.ndarray, divisor: np.generic, labels: np.ndarray,
+              order: np.ndarray, bar: tqdm) -> dict[str, float]:
+        """One pass over ``x`` in ``order``; returns the epoch's mean loss and accuracy."""
+        loss, correct, seen = 0.0, 0, 0
+        batch = self.work.rows
+        for number, start in enumerate(range(0, order.size, batch), 1):
+            rows = order[start:start + batch]
+            batch_loss, batch_correct = self.step(x, divisor, labels, rows)
+            loss += batch_loss
+            correct += batch_correct
+            seen += rows.size
+            bar.update(1)
+            if number % _POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                refresh=False)
+        return {"loss": loss / seen, "accuracy": correct / seen}
+
+    def evaluate(self, x: np.ndarray, divisor: np.generic,
+                 labels: np.ndarray) -> dict[str, float]:
+        """Loss and accuracy on validated data, in the training buffers."""
+        return self.model._evaluate(self.work, x, divisor, labels)
+
+
+def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
+        optimizer: Any = "adam", lr: Any = None, optimizer_options: dict[str, Any] | None = None,
+        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
+        seed: int | None = None, progress: bool = True,
+        callback: Callable[[int, dict[str, float]], Any] | None = None,
+        checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+        resume: bool = False, comm: Any = None) -> dict[str, list[float]]:
+    """Train ``model``; the parameters are documented at :meth:`nbadam.MLP.fit`.
+
+    Everything is validated before anything changes: a bad argument leaves the
+    model, the optimizer and the checkpoint file as they were.
+    """
+    epochs = _validate.integer("epochs", epochs, 1)
+    batch_size = _validate.integer("batch_size", batch_size, 1)
+    checkpoint_every = _validate.integer("checkpoint_every", checkpoint_every, 1)
+    shuffle = _validate.flag("shuffle", shuffle)
+    progress = _validate.flag("progress", progress)
+    resume = _validate.flag("resume", resume)
+    seed = model.seed if seed is None else _validate.integer("seed", seed, 0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {callback!r}")
+    if comm is not None:
+        raise NotImplementedError("comm is reserved for data-parallel training, which is not "
+                                  "available yet; pass comm=None")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path, got {checkpoint!r}")
+    x, divisor = model._check_x(x, "x")
+    labels = model._check_y(y, x.shape[0], "y")
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (x_val, y_val), got "
+                             f"{type(validation_data).__name__}")
+        x_val, val_divisor = model._check_x(validation_data[0], "validation_data[0]")
+        validation = (x_val, val_divisor,
+                      model._check_y(validation_data[1], x_val.shape[0], "validation_data[1]"))
+    opt = make_optimizer(model, optimizer, lr, optimizer_options)
+
+    keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
+    history: dict[str, list[float]] = {key: [] for key in keys}
+    run: dict[str, Any] = {}
+    start = 0
+    if checkpoint is not None:
+        run = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
+               "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels)}
+        if resume and os.path.exists(checkpoint):
+            start, history = _load_checkpoint(checkpoint, model, opt, run, keys, epochs)
+
+    trainer = Trainer(model, opt, min(batch_size, x.shape[0]), comm)
+    steps = -(-x.shape[0] // trainer.work.rows)
+    for epoch in range(start, epochs):
+        with tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
+                  disable=None if progress else True, leave=True, dynamic_ncols=True,
+                  bar_format=_BAR_FORMAT) as bar:
+            logs = trainer.epoch(x, divisor, labels, epoch_order(seed, epoch, x.shape[0],
+                                                                  shuffle), bar)
+            if validation:
+                scores = trainer.evaluate(*validation)
+                logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+            bar.set_postfix({key.replace("accuracy", "acc"): f"{value:.4f}"
+                             for key, value in logs.items()})
+        for key in keys:
+            history[key].append(logs[key])
+        done = epoch + 1
+        if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+            _save_checkpoint(checkpoint, model, opt, run, history, done)
+        if callback is not None:
+            callback(done, dict(logs))
+    return history
+
+
+def _fingerprint(x: np.ndarray, labels: np.ndarray) -> int:
+    """CRC-32 of the training data, so a resume on other data is refused."""
+    crc = zlib.crc32(json.dumps([x.dtype.str, list(x.shape)]).encode())
+    crc = zlib.crc32(x, crc)
+    return zlib.crc32(labels.astype(np.int64), crc)
+
+
+def _save_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
+                     history: dict[str, list[float]], epochs_done: int) -> None:
+    snapshot = opt.state_dict()
+    arrays = {"params": model.params}
+    arrays.update({f"optimizer.{name}": value for name, value in snapshot.pop("state").items()})
+    arrays.update({f"history.{key}": np.array(values, np.float64)
+                   for key, values in history.items()})
+    meta = {"format": _TRAINING_FORMAT, "model": model.config(), "optimizer": snapshot,
+            "run": run, "epochs_done": epochs_done, "history": list(history)}
+    _checkpoint.save_npz(path, arrays, meta)
+
+
+def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
+                     keys: list[str], epochs: int) -> tuple[int, dict[str, list[float]]]:
+    """Check the checkpoint against this run, then restore it; returns (epochs done, history)."""
+    source = os.fspath(path)
+    meta, arrays = _checkpoint.load_npz(path, kind=_TRAINING_FORMAT)
+
+    def refuse(problem: str) -> ValueError:
+        return ValueError(f"cannot resume from {source}: {problem}")
+
+    saved_model = {key: value for key, value in meta.get("model", {}).items() if key != "seed"}
+    this_model = {key: value for key, value in model.config().items() if key != "seed"}
+    if saved_model != this_model:
+        raise refuse(f"it was written for a model with {saved_model}, this one has {this_model}")
+    saved_run = meta.get("run", {})
+    for key, value in run.items():
+        if saved_run.get(key) != value:
+            what = "training data" if key in ("n_examples", "data_crc32") else key
+            raise refuse(f"the {what} differs from the checkpointed run "
+                         f"({saved_run.get(key)!r} there, {value!r} here); resuming would not "
+                         "reproduce it")
+    if meta.get("history") != keys:
+        raise refuse(f"it records {meta.get('history')} per epoch, this run records {keys} "
+                     "(pass validation_data as in the original run)")
+    epochs_done = meta.get("epochs_done")
+    if not isinstance(epochs_done, int) or epochs_done < 1:
+        raise refuse(f"malformed epoch counter {epochs_done!r}")
+    if epochs_done > epochs:
+        raise refuse(f"it already holds {epochs_done} epochs, more than epochs={epochs}")
+    snapshot = meta.get("optimizer")
+    if not isinstance(snapshot, dict):
+        raise refuse("it holds no optimizer state")
+    current = json.loads(json.dumps(opt.state_dict()["hyperparameters"]))
+    saved = snapshot.get("hyperparameters", {})
+    changed = sorted(key for key in current if saved.get(key, current[key]) != current[key])
+    if changed:
+        pairs = ", ".join(f"{key}={saved[key]!r} there, {current[key]!r} here" for key in changed)
+        raise refuse(f"the optimizer settings differ ({pairs})")
+    expected = ({"params"} | {f"history.{key}" for key in keys}
+                | {f"optimizer.{name}" for name in opt.state})
+    if set(arrays) != expected:
+        raise refuse(f"it holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    params = arrays["params"]
+    if params.shape != model.params.shape or params.dtype != model.params.dtype:
+        raise refuse(f"its parameters are {params.shape} {params.dtype}")
+    history = {key: [float(value) for value in arrays[f"history.{key}"]] for key in keys}
+    if any(len(values) != epochs_done for values in history.values()):
+        raise refuse("its history does not match its epoch counter")
+    snapshot["state"] = {name: arrays[f"optimizer.{name}"] for name in opt.state}
+    try:
+        opt.load_state_dict(snapshot)
+    except (TypeError, ValueError) as exc:
+        raise refuse(str(exc)) from None
+    model.params[...] = params
+    return epochs_done, history

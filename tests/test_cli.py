@@ -1,0 +1,113 @@
+"""The nbadam command line, run as ``python -m nbadam`` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nbadam.datasets import load_mnist
+from nbadam.nn import MLP
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["mnist", "--subset", "2000", "--epochs", "1", "--no-progress"]
+
+
+def run(args, cwd, extra_path=None):
+    env = dict(os.environ)
+    paths = [str(ROOT)] + ([str(extra_path)] if extra_path else [])
+    if extra_path:
+        paths.reverse()
+    env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")])
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable, "-m", "nbadam", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_trains_saves_and_plots(tmp_path):
+    result = run(QUICK + ["--save", "model.npz", "--plot", "curves.png", "--seed", "3"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy: 0." in result.stdout
+    assert "epoch 1/1: loss" in result.stdout
+    assert result.stderr == ""
+    model = MLP.load(tmp_path / "model.npz")
+    assert model.seed == 3 and model.sizes == (784, 256, 128, 10)
+    reported = float(result.stdout.split("test accuracy: ")[1].split()[0])
+    _, (x_test, y_test) = load_mnist()
+    assert model.evaluate(x_test, y_test)["accuracy"] == pytest.approx(reported, abs=1e-4)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_and_resume(tmp_path):
+    common = ["--epochs", "2", "--dtype", "float64", "--hidden", "32", "--schedule", "cosine",
+              "--checkpoint", "run.npz"]
+    first = run(QUICK + common + ["--save", "one.npz"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run(QUICK + common + ["--resume", "--save", "two.npz"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "epoch 1/2" not in again.stdout  # nothing left to train
+    np.testing.assert_array_equal(MLP.load(tmp_path / "one.npz").params,
+                                  MLP.load(tmp_path / "two.npz").params)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mnist", "--epochs", "x"], "--epochs: invalid integer value: 'x'"),
+    (["mnist", "--epochs", "0"], "--epochs: must be >= 1"),
+    (["mnist", "--lr", "-1"], "--lr: must be a finite number > 0"),
+    (["mnist", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["mnist", "--dtype", "float16"], "invalid choice: 'float16'"),
+    (["mnist", "--hidden", "a,b"], "--hidden"),
+    (["mnist", "--bogus"], "unrecognized arguments: --bogus"),
+    (["mnist", "--resume"], "--resume needs --checkpoint"),
+    (["mnist", "--save", "no/such/folder/m.npz"], "does not exist"),
+    (["mnist", "--plot", "."], "is a folder"),
+    (["fly"], "invalid choice: 'fly'"),
+    ([], "choose a command"),
+])
+def test_bad_arguments_exit_with_one_line(tmp_path, args, message):
+    result = run(args, tmp_path)
+    line = assert_one_line_error(result)
+    assert message in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "run.npz").write_text("not a checkpoint")
+    result = run(QUICK + ["--checkpoint", "run.npz", "--resume"], tmp_path)
+    line = assert_one_line_error(result)
+    assert "run.npz" in line and "not a readable" in line
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path):
+    blocker = tmp_path / "blocker"
+    (blocker / "matplotlib").mkdir(parents=True)
+    (blocker / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib')\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run(QUICK + ["--plot", "curves.png"], work, extra_path=blocker)
+    line = assert_one_line_error(result)
+    assert 'pip install "nbadam[plot]"' in line
+    assert "training" not in result.stdout
+    assert not list(work.iterdir())
+
+
+def test_help_lists_the_flags(tmp_path):
+    result = run(["mnist", "--help"], tmp_path)
+    assert result.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--lr", "--optimizer", "--schedule", "--save",
+                 "--plot",
+                 "--seed", "--dtype", "--no-progress", "--subset", "--checkpoint", "--resume"):
+        assert flag in result.stdout
