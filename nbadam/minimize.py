@@ -297,7 +297,7 @@ def scipy_method(fun: Callable[..., Any], x0: Any, args: Any = (),
     (True, True)
     """
     options = dict(options)
-    rule = _method_name(options.pop("rule", "adam"))
+    rule = _method_name(options.pop("rule", "adam"), "rule")
     tol = options.pop("tol", None)
     options = _with_tol(options, tol)
     if not _is_empty(constraints):
@@ -696,10 +696,10 @@ def _wrap_callback(callback: Callable | None) -> Callable | None:
 
 
 # -- inputs ------------------------------------------------------------------------------
-def _method_name(method: Any) -> str:
+def _method_name(method: Any, name: str = "method") -> str:
     if isinstance(method, str) and method.lower() in METHODS:
         return method.lower()
-    raise ValueError(f"unknown method {method!r}; nbadam.minimize's methods are "
+    raise ValueError(f"unknown {name} {method!r}; nbadam.minimize's methods are "
                      f"{', '.join(map(repr, METHODS))}")
 
 

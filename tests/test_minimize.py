@@ -377,7 +377,7 @@ def test_scipy_custom_method_refuses_constraints_and_warns():
     with pytest.warns(OptimizeWarning, match="Unknown solver options: xtol"):
         scipy.optimize.minimize(rosen, [1.0, 2.0], jac=rosen_der, method=scipy_method,
                                 options={"maxiter": 3, "xtol": 1e-3})
-    with pytest.raises(ValueError, match="unknown method 'sgd'"):
+    with pytest.raises(ValueError, match="unknown rule 'sgd'"):
         scipy.optimize.minimize(rosen, [1.0, 2.0], method=scipy_method, options={"rule": "sgd"})
 
 

@@ -84,6 +84,38 @@ def test_checkpoint_survives_sigkill_at_random_moments(tmp_path, monkeypatch):
     assert sorted(seen_steps) == seen_steps      # each run continued the last
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_model_file_survives_sigkill_at_random_moments(tmp_path):
+    """Same for MLP.save: the writer sets every parameter to k, then saves; each kill
+    must leave a file that loads and holds one whole state (all parameters equal to
+    one k, never a mixture)."""
+    path = str(tmp_path / "model.npz")
+    model = nbadam.MLP(sizes=(784, 64, 10), seed=0)
+    model.params[:] = 0.0
+    model.save(path)
+    rng = np.random.default_rng(7)
+    seen = []
+    for _ in range(KILLS):
+        pid = os.fork()
+        if pid == 0:   # pragma: no cover - the child is killed
+            try:
+                k = float(nbadam.MLP.load(path).params[0])
+                while True:
+                    k += 1.0
+                    model.params[:] = k
+                    model.save(path)
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.0, 0.04))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        restored = nbadam.MLP.load(path)
+        values = np.unique(restored.params)
+        assert values.size == 1, values[:5]
+        seen.append(float(values[0]))
+    assert max(seen) > 0 and sorted(seen) == seen
+
+
 # -- extreme values -----------------------------------------------------------------------------
 
 def extreme_values(dtype):
