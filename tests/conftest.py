@@ -7,6 +7,10 @@ import pytest
 
 import nbadam
 
+# Scripts, not tests: the generators of the committed data (they need torch) and the
+# programs that tests/test_distributed.py starts under mpiexec.
+collect_ignore_glob = ["data/*.py", "mpi/*.py"]
+
 #: Every update rule, as (id, class, extra keyword arguments).
 RULES = [
     ("adam", nbadam.Adam, {}),
