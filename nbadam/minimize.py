@@ -771,6 +771,14 @@ def _normalize_bounds(bounds: Any, n: int) -> tuple[np.ndarray | None, np.ndarra
 def _parse_options(rule: str, options: dict[str, Any]) -> dict[str, Any]:
     """Validate the options of ``rule`` (defaults filled in); warn about unknown ones."""
     defaults = {**RULE_OPTIONS[rule], **COMMON_OPTIONS}
+    options = dict(options)
+    device = _validate.device(options.pop("device", "cpu"))
+    if device != "cpu":
+        raise ValueError(
+            f"options['device']={device!r}: minimize runs its update on the CPU only; its "
+            "stopping tests and finite differences read the gradient on the host every "
+            "step. For GPU-resident problems, step an optimizer with device='cuda' "
+            "(e.g. nbadam.Adam(x, device='cuda')) in your own loop")
     unknown = [name for name in options if name not in defaults]
     if unknown:
         warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))} (method "

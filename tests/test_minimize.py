@@ -679,3 +679,14 @@ def test_stochastic_run_with_validation_early_stopping():
                             "maxiter": 20_000})
     assert res.status == 99 and res.nit < 20_000
     np.testing.assert_allclose(res.x, [1.0, 2.0, -1.0], atol=0.2)
+
+
+def test_device_cuda_is_refused_with_the_reason():
+    import nbadam
+
+    with pytest.raises(ValueError, match="device='cuda'"):
+        nbadam.minimize(lambda x: float(x @ x), np.ones(3), jac=lambda x: 2 * x,
+                        options={"device": "cuda"})
+    res = nbadam.minimize(lambda x: float(x @ x), np.ones(3), jac=lambda x: 2 * x,
+                          options={"device": "cpu", "maxiter": 2})
+    assert res.nit == 2
