@@ -15,7 +15,8 @@ epochs of ``MLP.fit`` (no validation) and reports the median epoch.  It also
 times the step's collectives alone on a vector of the model's size (the
 communication share of a step), and measures the optimizer state each rank
 holds.  Configurations alternate for ``--rounds`` rounds; the table shows the
-median over rounds.
+median over rounds and, in brackets, the best round (on a shared machine the
+least disturbed one).
 
 Usage::
 
@@ -147,20 +148,24 @@ def _run(ranks: int, threads: int, shard: bool, args: argparse.Namespace) -> dic
 def _table(results: dict[str, list[dict]]) -> str:
     from nbadam.distributed import allreduce_bytes
 
-    base = statistics.median(r["epoch_s"] for r in results[RUNS[0][0]])
-    lines = ["| run | s / epoch | vs 1 rank, 1 thread | collectives / step (ms) | "
-             "collectives / epoch (s) | bytes sent / step / rank | optimizer state / rank "
-             "(MiB) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    def epoch(label: str, pick) -> float:
+        return pick(r["epoch_s"] for r in results[label])
+
+    base = epoch(RUNS[0][0], statistics.median)
+    lines = ["| run | s / epoch, median (best) | speed vs 1 rank, 1 thread | collectives / "
+             "step (ms) | collectives / epoch (s) | bytes sent / step / rank | optimizer "
+             "state / rank (MiB) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, ranks, _, _ in RUNS:
         rows = results[label]
         first = rows[0]
-        epoch = statistics.median(r["epoch_s"] for r in rows)
+        median = epoch(label, statistics.median)
         collectives = statistics.median(r["collectives_ms"] for r in rows)
         sent = allreduce_bytes(first["n_params"], first["itemsize"], ranks)
         state = max(first["state_bytes"]) / 2**20
-        lines.append(f"| {label} | {epoch:.2f} | {base / epoch:.2f}x | "
-                     f"{collectives:.2f} | {collectives * first['steps_per_epoch'] / 1e3:.2f} | "
-                     f"{sent:,.0f} | {state:.2f} |")
+        lines.append(f"| {label} | {median:.2f} ({epoch(label, min):.2f}) | "
+                     f"{base / median:.2f}x | {collectives:.2f} | "
+                     f"{collectives * first['steps_per_epoch'] / 1e3:.2f} | {sent:,.0f} | "
+                     f"{state:.2f} |")
     return "\n".join(lines)
 
 
@@ -190,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     first = results[RUNS[0][0]][0]
     report = (f"{first['library']}; {first['n_params']:,} float32 parameters, batch {BATCH}, "
               f"{first['steps_per_epoch']} steps per epoch, {args.epochs} timed epochs, "
-              f"{args.rounds} round(s), {os.cpu_count()} cores\n\n" + _table(results))
+              f"{args.rounds} round(s), {os.cpu_count()} cores, load average "
+              f"{os.getloadavg()[0]:.1f} at the end\n\n" + _table(results))
     print(report)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as handle:

@@ -8,6 +8,7 @@ message on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import sys
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from --checkpoint if it exists")
     mnist.add_argument("--no-progress", action="store_true",
                        help="no progress bar; print one line per epoch instead")
+    mnist.add_argument("--distributed", action="store_true",
+                       help="data-parallel over MPI: run as 'mpiexec -n N nbadam mnist "
+                            "--distributed' (needs pip install 'nbadam[mpi]')")
+    mnist.add_argument("--shard-optimizer", action="store_true",
+                       help="with --distributed: split the optimizer state between the "
+                            "ranks (ZeRO stage 1)")
     return parser
 
 
@@ -128,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.error("choose a command, e.g. nbadam mnist")
     try:
-        return _mnist(args)
+        with _abort_job_on_error(args):
+            return _mnist(args)
     except KeyboardInterrupt:
         saved = f"; the checkpoint {args.checkpoint} holds the last finished epoch" \
             if args.checkpoint else ""
@@ -138,6 +146,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"nbadam {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _abort_job_on_error(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """With --distributed on several ranks, an error on any rank ends the whole MPI job."""
+    if not getattr(args, "distributed", False):
+        return contextlib.nullcontext()
+    from . import distributed
+
+    return distributed.abort_on_error(distributed.require_mpi().COMM_WORLD,
+                                      f"nbadam {args.command}")
 
 
 def _check_output(flag: str, path: str | None) -> None:
@@ -160,6 +178,17 @@ def _mnist(args: argparse.Namespace) -> int:
 
     if args.resume and not args.checkpoint:
         raise ValueError("--resume needs --checkpoint PATH")
+    if args.shard_optimizer and not args.distributed:
+        raise ValueError("--shard-optimizer needs --distributed")
+    comm, ranks = None, ""
+    if args.distributed:
+        from .distributed import require_mpi
+
+        comm = require_mpi().COMM_WORLD
+        ranks = f", {comm.Get_size()} MPI rank{'s' if comm.Get_size() > 1 else ''}"
+        if args.shard_optimizer:
+            ranks += ", sharded optimizer state"
+    lead = comm is None or comm.Get_rank() == 0  # the only rank that prints and writes
     if args.plot:
         require_matplotlib()
     for flag in ("save", "plot", "checkpoint"):
@@ -177,13 +206,15 @@ def _mnist(args: argparse.Namespace) -> int:
         steps = -(-len(x_train) // args.batch_size) * args.epochs
         lr = schedules.warmup_cosine_decay(peak_value=lr, warmup_steps=0, decay_steps=steps)
     show_bar = not args.no_progress and sys.stderr.isatty()
-    print(f"training {model!r} on {len(x_train)} images: {args.optimizer} "
-          f"({args.schedule} lr), batch {args.batch_size}, {args.epochs} epochs", flush=True)
+    if lead:
+        print(f"training {model!r} on {len(x_train)} images: {args.optimizer} "
+              f"({args.schedule} lr), batch {args.batch_size}, {args.epochs} epochs{ranks}",
+              flush=True)
     clock = {"start": time.perf_counter(), "epoch": time.perf_counter()}
 
     def report(epoch: int, logs: dict[str, Any]) -> None:
         now = time.perf_counter()
-        if not show_bar:
+        if not show_bar and lead:
             print(f"epoch {epoch}/{args.epochs}: loss {logs['loss']:.4f}, "
                   f"accuracy {logs['accuracy']:.4f}, test loss {logs['val_loss']:.4f}, "
                   f"test accuracy {logs['val_accuracy']:.4f} ({now - clock['epoch']:.1f} s)",
@@ -194,8 +225,11 @@ def _mnist(args: argparse.Namespace) -> int:
                         optimizer=args.optimizer, lr=lr,
                         validation_data=(x_test, y_test), seed=args.seed,
                         progress=not args.no_progress, callback=report,
-                        checkpoint=args.checkpoint, resume=args.resume)
+                        checkpoint=args.checkpoint, resume=args.resume, comm=comm,
+                        shard_optimizer=args.shard_optimizer)
     elapsed = time.perf_counter() - clock["start"]
+    if not lead:
+        return 0
     print(f"test accuracy: {history['val_accuracy'][-1]:.4f} "
           f"(test loss {history['val_loss'][-1]:.4f}) after {len(history['loss'])} epochs "
           f"in {elapsed:.1f} s")

@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q -e ".[test,plot,docs]"
+.venv/bin/python -m pip install -q -e ".[test,plot,docs,mpi]"
 echo "== ruff"
 .venv/bin/ruff check nbadam tests benchmarks
 echo "== pytest: CUDA kernels under Numba's CUDA simulator"

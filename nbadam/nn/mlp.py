@@ -369,7 +369,8 @@ class MLP:
             seed: int | None = None, progress: bool = True,
             callback: Callable[[int, dict[str, float]], Any] | None = None,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, comm: Any = None) -> dict[str, list[float]]:
+            resume: bool = False, comm: Any = None,
+            shard_optimizer: bool = False) -> dict[str, list[float]]:
         """Train with mini-batches of softmax cross-entropy; see :func:`nbadam.nn.training.fit`.
 
         Parameters
@@ -409,8 +410,20 @@ class MLP:
         resume : bool, default False
             Continue from ``checkpoint`` if it exists (else start afresh); the
             result is bit for bit that of an uninterrupted run.
-        comm : None
-            Reserved for data-parallel training; must be None.
+        comm : mpi4py.MPI.Intracomm, optional
+            Train data-parallel over MPI ranks (``MPI.COMM_WORLD`` under
+            ``mpiexec``; see :mod:`nbadam.distributed`).  Every rank calls
+            ``fit`` with the same arguments and data, computes the gradient of
+            its shard of each global batch, and one ``Allreduce`` of the flat
+            gradient per step gives all ranks the same update, so the result
+            matches single-process training up to rounding.  Only rank 0 shows
+            progress and writes ``checkpoint`` (every rank reads it to resume);
+            ``callback`` runs on every rank with the same logs.  An exception on
+            any rank ends the MPI job.
+        shard_optimizer : bool, default False
+            With ``comm``: split the optimizer state between the ranks (ZeRO
+            stage 1, :class:`nbadam.distributed.ShardedOptimizer`), dividing
+            its memory per rank by their number; same parameters, bit for bit.
 
         Returns
         -------
@@ -436,7 +449,7 @@ class MLP:
                    lr=lr, optimizer_options=optimizer_options, validation_data=validation_data,
                    shuffle=shuffle, seed=seed, progress=progress, callback=callback,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                   comm=comm)
+                   comm=comm, shard_optimizer=shard_optimizer)
 
     # -- files ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 One step follows a gradient from the data to the kernel::
 
     Trainer.step: model._loss_and_grad (fills model.grad)
-                  -> Trainer._reduce_gradient (identity without ``comm``)
+                  -> Trainer._reduce_gradient (identity without ``comm``; with it,
+                     one Allreduce, or a Reduce_scatter for a sharded optimizer)
                   -> optimizer.step(model.grad) -> nbadam._launch -> kernel
+
+With ``comm`` (data-parallel over MPI, :mod:`nbadam.distributed`) every rank
+walks the same global batches and computes the gradient of its shard of each.
 
 The order of the examples in epoch ``e`` depends only on ``(seed, e)``
 (:func:`epoch_order`), and a checkpoint holds the parameters, the optimizer
@@ -14,6 +18,7 @@ its checkpoint finishes with exactly the parameters of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zlib
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import _validate
+from .. import _validate, distributed
 from .. import checkpoint as _checkpoint
 from ..optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
 from .mlp import _Workspace
@@ -65,10 +70,18 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def make_optimizer(model: MLP, optimizer: Any, lr: Any,
-                   options: dict[str, Any] | None) -> Optimizer:
-    """The optimizer ``fit`` uses: built from a name, or checked if given."""
-    if isinstance(optimizer, Optimizer):
+def make_optimizer(model: MLP, optimizer: Any, lr: Any, options: dict[str, Any] | None,
+                   shard_comm: Any = None) -> Optimizer:
+    """The optimizer ``fit`` uses: built from a name, or checked if given.
+
+    With ``shard_comm`` a named optimizer is built as a
+    :class:`nbadam.distributed.ShardedOptimizer` over that communicator.
+    """
+    if shard_comm is not None and isinstance(optimizer, Optimizer):
+        raise ValueError(f"shard_optimizer=True builds the optimizer itself: pass its name, "
+                         f"or a nbadam.distributed.ShardedOptimizer, not a "
+                         f"{type(optimizer).__name__} instance")
+    if isinstance(optimizer, (Optimizer, distributed.ShardedOptimizer)):
         if getattr(optimizer, "device", "cpu") != "cpu":
             raise ValueError(f"optimizer runs on device={optimizer.device!r}; the MLP trains "
                              "on the CPU, so build it with the default device='cpu'")
@@ -97,6 +110,8 @@ def make_optimizer(model: MLP, optimizer: Any, lr: Any,
     if lr is not None:
         kwargs["lr"] = lr
     try:
+        if shard_comm is not None:
+            return distributed.ShardedOptimizer(cls, model.params, shard_comm, **kwargs)
         return cls(model.params, **kwargs)
     except TypeError as exc:
         raise TypeError(f"optimizer_options for {optimizer!r}: {exc}") from None
@@ -112,8 +127,9 @@ class Trainer:
         Built on ``model.params``.
     rows : int
         The largest batch; the buffers are allocated once for it.
-    comm : None
-        Reserved for data-parallel training (see :meth:`_reduce_gradient`).
+    comm : mpi4py.MPI.Intracomm, optional
+        Data-parallel training: each rank computes the gradient of its shard
+        of every batch, and :meth:`_reduce_gradient` combines them.
     """
 
     def __init__(self, model: MLP, optimizer: Optimizer, rows: int, comm: Any = None):
@@ -121,61 +137,124 @@ class Trainer:
         self.optimizer = optimizer
         self.comm = comm
         self.work = _Workspace(model.sizes, model.dtype, rows)
+        self.ranks, self.rank = (1, 0) if comm is None else (comm.Get_size(), comm.Get_rank())
+        #: This rank's share of the current global batch (set by :meth:`step`).
+        self.weight = 1.0
+
+    def shard(self, rows: np.ndarray) -> np.ndarray:
+        """This rank's contiguous share of the global batch ``rows`` (all of it without comm)."""
+        if self.comm is None:
+            return rows
+        lo, hi = distributed.shard_bounds(rows.size, self.ranks, self.rank)
+        return rows[lo:hi]
 
     def _reduce_gradient(self, grad: np.ndarray) -> np.ndarray:
-        """Combine the gradients of all workers (the all-reduce hook).
+        """Combine the gradients of all ranks (the all-reduce hook).
 
-        Without a communicator this is the identity.  Data-parallel training
-        sums ``grad`` over the workers here, in place, and divides by their
-        number, between the backward pass and the optimizer step.
+        Without a communicator this is the identity.  With one, ``grad`` (the
+        mean over this rank's examples) is scaled by :attr:`weight` and summed
+        over the ranks in place by one ``Allreduce``
+        (:func:`nbadam.distributed.allreduce_mean`); a sharded optimizer gets
+        just its slice of the sum from a ``Reduce_scatter`` instead.
         """
         if self.comm is None:
             return grad
-        raise NotImplementedError("data-parallel training is not available yet")
+        if isinstance(self.optimizer, distributed.ShardedOptimizer):
+            return self.optimizer.reduce_scatter(grad, self.weight)
+        return distributed.allreduce_mean(grad, self.comm, self.weight)
 
     def step(self, x: np.ndarray, divisor: np.generic, labels: np.ndarray,
-             rows: np.ndarray) -> tuple[float, int]:
-        """One update on examples ``rows``: returns their summed loss and correct count."""
-        count = self.work.load(x, divisor, rows, labels)
-        loss, correct = self.model._loss_and_grad(self.work, count)
+             rows: np.ndarray, weight: float = 1.0) -> tuple[float, int]:
+        """One update on examples ``rows``: returns their summed loss and correct count.
+
+        With ``comm``, ``rows`` are this rank's share (:meth:`shard`) of a
+        global batch and ``weight`` is ``len(rows) / len(global batch)``; a
+        rank whose share is empty still joins the reduction, with a zero
+        gradient.
+        """
+        self.weight = weight
+        if rows.size:
+            count = self.work.load(x, divisor, rows, labels)
+            loss, correct = self.model._loss_and_grad(self.work, count)
+        else:
+            self.model.grad[...] = 0
+            loss, correct = 0.0, 0
         grad = self._reduce_gradient(self.model.grad)
         self.optimizer.step(grad)
         return loss, correct
 
     def epoch(self, x: np.ndarray, divisor: np.generic, labels: np.ndarray,
               order: np.ndarray, bar: tqdm) -> dict[str, float]:
-        """One pass over ``x`` in ``order``; returns the epoch's mean loss and accuracy."""
+        """One pass over ``x`` in ``order``; returns the epoch's mean loss and accuracy.
+
+        With ``comm`` every rank walks the same global batches; the metrics
+        are summed over the ranks once, at the end (the progress bar shows
+        this rank's share).
+        """
         loss, correct, seen = 0.0, 0, 0
         batch = self.work.rows
         for number, start in enumerate(range(0, order.size, batch), 1):
-            rows = order[start:start + batch]
-            batch_loss, batch_correct = self.step(x, divisor, labels, rows)
+            batch_rows = order[start:start + batch]
+            rows = self.shard(batch_rows)
+            batch_loss, batch_correct = self.step(x, divisor, labels, rows,
+                                                  rows.size / batch_rows.size)
             loss += batch_loss
             correct += batch_correct
             seen += rows.size
             bar.update(1)
-            if number % _POSTFIX_EVERY == 0:
+            if number % _POSTFIX_EVERY == 0 and seen:
                 bar.set_postfix(loss=f"{loss / seen:.4f}", acc=f"{correct / seen:.4f}",
                                 refresh=False)
+        if self.comm is not None:
+            loss, correct, seen = distributed.sum_over_ranks([loss, correct, seen], self.comm)
         return {"loss": loss / seen, "accuracy": correct / seen}
 
     def evaluate(self, x: np.ndarray, divisor: np.generic,
                  labels: np.ndarray) -> dict[str, float]:
-        """Loss and accuracy on validated data, in the training buffers."""
-        return self.model._evaluate(self.work, x, divisor, labels)
+        """Loss and accuracy on validated data, in the training buffers.
+
+        With ``comm`` each rank evaluates a contiguous shard and the sums are
+        combined, so every rank gets the scores of the whole set.
+        """
+        if self.comm is None:
+            return self.model._evaluate(self.work, x, divisor, labels)
+        lo, hi = distributed.shard_bounds(x.shape[0], self.ranks, self.rank)
+        loss = correct = 0.0
+        if hi > lo:
+            scores = self.model._evaluate(self.work, x[lo:hi], divisor, labels[lo:hi])
+            loss, correct = scores["loss"] * (hi - lo), round(scores["accuracy"] * (hi - lo))
+        loss, correct = distributed.sum_over_ranks([loss, correct], self.comm)
+        return {"loss": loss / x.shape[0], "accuracy": correct / x.shape[0]}
 
 
+def _abort_job_on_error(fit_function: Callable) -> Callable:
+    """With a multi-rank ``comm``, an exception on any rank ends the MPI job (no hang)."""
+
+    @functools.wraps(fit_function)
+    def guarded(*args: Any, comm: Any = None, **kwargs: Any) -> dict[str, list[float]]:
+        if comm is None:
+            return fit_function(*args, comm=None, **kwargs)
+        comm = distributed.check_comm(comm)
+        with distributed.abort_on_error(comm):
+            return fit_function(*args, comm=comm, **kwargs)
+
+    return guarded
+
+
+@_abort_job_on_error
 def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
         optimizer: Any = "adam", lr: Any = None, optimizer_options: dict[str, Any] | None = None,
         validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
         seed: int | None = None, progress: bool = True,
         callback: Callable[[int, dict[str, float]], Any] | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-        resume: bool = False, comm: Any = None) -> dict[str, list[float]]:
+        resume: bool = False, comm: Any = None,
+        shard_optimizer: bool = False) -> dict[str, list[float]]:
     """Train ``model``; the parameters are documented at :meth:`nbadam.MLP.fit`.
 
     Everything is validated before anything changes: a bad argument leaves the
-    model, the optimizer and the checkpoint file as they were.
+    model, the optimizer and the checkpoint file as they were.  With a
+    multi-rank ``comm``, an exception on any rank ends the whole MPI job.
     """
     epochs = _validate.integer("epochs", epochs, 1)
     batch_size = _validate.integer("batch_size", batch_size, 1)
@@ -186,9 +265,13 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
     seed = model.seed if seed is None else _validate.integer("seed", seed, 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
+    shard_optimizer = _validate.flag("shard_optimizer", shard_optimizer)
+    if shard_optimizer and comm is None:
+        raise ValueError("shard_optimizer=True splits the optimizer state between MPI ranks; "
+                         "pass comm= as well (e.g. mpi4py's MPI.COMM_WORLD)")
     if comm is not None:
-        raise NotImplementedError("comm is reserved for data-parallel training, which is not "
-                                  "available yet; pass comm=None")
+        # Rank 0's seed decides the data order (a model built with seed=None differs per rank).
+        seed = comm.bcast(seed, root=0)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
@@ -203,7 +286,21 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
         x_val, val_divisor = model._check_x(validation_data[0], "validation_data[0]")
         validation = (x_val, val_divisor,
                       model._check_y(validation_data[1], x_val.shape[0], "validation_data[1]"))
-    opt = make_optimizer(model, optimizer, lr, optimizer_options)
+    opt = make_optimizer(model, optimizer, lr, optimizer_options,
+                         comm if shard_optimizer else None)
+    if isinstance(opt, distributed.ShardedOptimizer) and comm is None:
+        raise ValueError("a ShardedOptimizer trains data-parallel: pass comm= as well")
+    rank = 0 if comm is None else comm.Get_rank()
+    if comm is not None:
+        distributed.check_same(comm, {
+            "the training data": (x.shape, _fingerprint(x, labels)),
+            "validation_data": None if validation is None else validation[0].shape,
+            "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle,
+            "the model": model.config() | {"seed": None},
+            "the optimizer": (type(opt).__name__, {key: value for key, value in
+                                                   opt.hyperparameters().items()
+                                                   if not callable(value)}),
+            "checkpoint": (checkpoint is not None, resume, checkpoint_every)}, "fit")
 
     keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
     history: dict[str, list[float]] = {key: [] for key in keys}
@@ -212,15 +309,22 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
     if checkpoint is not None:
         run = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
                "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels)}
-        if resume and os.path.exists(checkpoint):
+        found = resume and os.path.exists(checkpoint)
+        if comm is not None:
+            # Every rank reads the checkpoint (a shared file system); all must see it alike.
+            distributed.check_same(comm, {"whether the checkpoint file exists": found}, "fit")
+        if found:
             start, history = _load_checkpoint(checkpoint, model, opt, run, keys, epochs)
+    if comm is not None:
+        distributed.check_same(comm, {"the epoch to resume from": start}, "fit")
+        comm.Bcast(model.params, root=0)
 
     trainer = Trainer(model, opt, min(batch_size, x.shape[0]), comm)
     steps = -(-x.shape[0] // trainer.work.rows)
     for epoch in range(start, epochs):
         with tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
-                  disable=None if progress else True, leave=True, dynamic_ncols=True,
-                  bar_format=_BAR_FORMAT) as bar:
+                  disable=None if progress and rank == 0 else True, leave=True,
+                  dynamic_ncols=True, bar_format=_BAR_FORMAT) as bar:
             logs = trainer.epoch(x, divisor, labels, epoch_order(seed, epoch, x.shape[0],
                                                                   shuffle), bar)
             if validation:
@@ -231,8 +335,13 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
         for key in keys:
             history[key].append(logs[key])
         done = epoch + 1
+        if comm is not None:
+            distributed.check_in_sync(model.params, comm)
         if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
-            _save_checkpoint(checkpoint, model, opt, run, history, done)
+            if rank == 0:  # with MPI, rank 0 alone writes the full (unsharded) state
+                _save_checkpoint(checkpoint, model, opt, run, history, done)
+            elif isinstance(opt, distributed.ShardedOptimizer):
+                opt.state_dict()  # this rank's part of the gather to rank 0
         if callback is not None:
             callback(done, dict(logs))
     return history
@@ -247,7 +356,7 @@ def _fingerprint(x: np.ndarray, labels: np.ndarray) -> int:
 
 def _save_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
                      history: dict[str, list[float]], epochs_done: int) -> None:
-    snapshot = opt.state_dict()
+    snapshot = opt.state_dict()  # a ShardedOptimizer gathers its slices here (collective)
     arrays = {"params": model.params}
     arrays.update({f"optimizer.{name}": value for name, value in snapshot.pop("state").items()})
     arrays.update({f"history.{key}": np.array(values, np.float64)
@@ -288,7 +397,8 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
     snapshot = meta.get("optimizer")
     if not isinstance(snapshot, dict):
         raise refuse("it holds no optimizer state")
-    current = json.loads(json.dumps(opt.state_dict()["hyperparameters"]))
+    local = opt.local if isinstance(opt, distributed.ShardedOptimizer) else opt
+    current = json.loads(json.dumps(local.state_dict()["hyperparameters"]))
     saved = snapshot.get("hyperparameters", {})
     changed = sorted(key for key in current if saved.get(key, current[key]) != current[key])
     if changed:
