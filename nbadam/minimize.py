@@ -52,6 +52,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "return_best": True,
     "disp": False,
     "compiled": None,
+    "device": "cpu",
 }
 
 _BETAS = (0.9, 0.999)
@@ -138,7 +139,8 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
         for AdamW, else 0), ``amsgrad``, ``momentum_decay``,
         ``decoupled_weight_decay``; and the stopping rules: ``maxiter`` (1000),
         ``gtol`` (1e-5), ``ftol`` (2.2e-9), ``ftol_window`` (10),
-        ``return_best`` (True), plus ``disp`` and ``compiled``.
+        ``return_best`` (True), plus ``disp``, ``compiled`` and ``device``
+        ("cuda" runs the loop on the GPU; see :doc:`/gpu`).
         :func:`show_options` describes each; unknown options give an
         :class:`~scipy.optimize.OptimizeWarning`.
 
@@ -399,12 +401,23 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         Run the whole loop in nopython mode: None chooses it when ``fun``
         and ``jac`` are Numba functions and there is no callback, True
         requires it, False never uses it.
+    device : str
+        "cpu", or "cuda" to keep the iterate, the state and the gradient on
+        the GPU: ``fun(x, *args)`` and ``jac(x, *args)`` then receive a
+        device array and return a real number and a device gradient (Numba,
+        CuPy, PyTorch CUDA).  Needs a callable ``jac`` or ``jac=True``; no
+        ``bounds`` and no ``compiled=True``.  A callback gets a host copy
+        of ``x`` at each call.  The GPU page of the documentation has more.
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {fun!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
     opts = _parse_options(rule, options)
+    if opts["device"] == "cuda":
+        from . import _minimize_device
+        _minimize_device.check(jac, bounds, opts)
+        return _minimize_device.run(fun, x0, args, jac, callback, rule, opts)
     n, dtype = x0.size, x0.dtype
     lower, upper = _normalize_bounds(bounds, n)
     x = x0
@@ -773,12 +786,6 @@ def _parse_options(rule: str, options: dict[str, Any]) -> dict[str, Any]:
     defaults = {**RULE_OPTIONS[rule], **COMMON_OPTIONS}
     options = dict(options)
     device = _validate.device(options.pop("device", "cpu"))
-    if device != "cpu":
-        raise ValueError(
-            f"options['device']={device!r}: minimize runs its update on the CPU only; its "
-            "stopping tests and finite differences read the gradient on the host every "
-            "step. For GPU-resident problems, step an optimizer with device='cuda' "
-            "(e.g. nbadam.Adam(x, device='cuda')) in your own loop")
     unknown = [name for name in options if name not in defaults]
     if unknown:
         warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))} (method "
@@ -798,6 +805,7 @@ def _parse_options(rule: str, options: dict[str, Any]) -> dict[str, Any]:
     opts["ftol_window"] = _validate.integer("ftol_window", opts["ftol_window"], 1)
     if opts["compiled"] is not None:
         opts["compiled"] = _validate.flag("compiled", opts["compiled"])
+    opts["device"] = device
     return opts
 
 

@@ -681,10 +681,15 @@ def test_stochastic_run_with_validation_early_stopping():
     np.testing.assert_allclose(res.x, [1.0, 2.0, -1.0], atol=0.2)
 
 
-def test_device_cuda_is_refused_with_the_reason():
-    import nbadam
+def test_device_cuda_without_a_gpu_says_what_is_missing():
+    import numba
 
-    with pytest.raises(ValueError, match="device='cuda'"):
+    import nbadam
+    from nbadam import _launch
+
+    if numba.config.ENABLE_CUDASIM or _launch.cuda_launcher().unavailable_reason() is None:
+        pytest.skip("a GPU (or the simulator) is usable here: tests/test_minimize_cuda.py")
+    with pytest.raises(RuntimeError, match="device='cuda' needs an NVIDIA GPU.*driver"):
         nbadam.minimize(lambda x: float(x @ x), np.ones(3), jac=lambda x: 2 * x,
                         options={"device": "cuda"})
     res = nbadam.minimize(lambda x: float(x @ x), np.ones(3), jac=lambda x: 2 * x,
