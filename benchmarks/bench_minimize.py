@@ -40,25 +40,10 @@ def _square_grad(x):
 
 
 def _njit_rosenbrock():
-    import numba
+    """Rosenbrock and its gradient as Numba functions (shared with ``minimize_speed``)."""
+    from .minimize_speed import rosen_der_nb, rosen_nb
 
-    @numba.njit(cache=False)
-    def rosen(x):
-        total = 0.0
-        for i in range(x.size - 1):
-            total += 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-        return total
-
-    @numba.njit(cache=False)
-    def rosen_der(x):
-        grad = np.zeros_like(x)
-        for i in range(x.size - 1):
-            diff = x[i + 1] - x[i] ** 2
-            grad[i] += -400.0 * x[i] * diff - 2.0 * (1.0 - x[i])
-            grad[i + 1] += 200.0 * diff
-        return grad
-
-    return rosen, rosen_der
+    return rosen_nb, rosen_der_nb
 
 
 def _bare_calls(fun, jac, x, count: int) -> float:
