@@ -14,7 +14,9 @@ Arrays
     stream when it makes the view, as the interface asks.
 
 Launches
-    Every kernel runs on Numba's default stream and returns at once; only
+    Every kernel runs on Numba's default stream and returns at once (through
+    the driver with a prepared argument buffer where
+    :mod:`nbadam._cuda_driver` applies, else through Numba's dispatcher); only
     the non-finite check (``nonfinite="skip"`` or ``"raise"``) and copies to
     the host wait for the GPU.  The grid is
     ``min(ceil(n / CUDA_THREADS_PER_BLOCK), CUDA_MAX_BLOCKS,
@@ -31,7 +33,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from . import _config, _validate
+from . import _config, _cuda_driver, _validate
 from ._kernels import cuda as _kernels
 
 _MULTIPROCESSORS: dict[int, int] = {}
@@ -89,11 +91,40 @@ def _multiprocessors() -> int | None:
 
 # -- launches ------------------------------------------------------------------
 def step(rule: str, size: int, *args: Any) -> None:
-    """Launch kernel ``rule`` of :mod:`nbadam._kernels.cuda` on device arrays ``args``."""
+    """Launch kernel ``rule`` of :mod:`nbadam._kernels.cuda` on device arrays ``args``.
+
+    Through the driver with a reused argument buffer where
+    :mod:`nbadam._cuda_driver` applies, else through the Numba dispatcher.
+    """
     if size == 0:
         return
     blocks, threads = grid(size)
-    _kernels.kernel(rule, args[0].dtype)[blocks, threads](*args)
+    dtype = args[0].dtype
+    direct = _DRIVER_KERNELS.get((rule, dtype), _UNSET)
+    if direct is _UNSET:
+        direct = driver_kernel(rule, dtype)
+    if direct is None or not direct.launch(blocks, threads, args):
+        _kernels.kernel(rule, dtype)[blocks, threads](*args)
+
+
+_UNSET = object()
+_DRIVER_KERNELS: dict[tuple[str, np.dtype], Any] = {}
+
+
+def driver_kernel(rule: str, dtype: np.dtype) -> Any:
+    """The :class:`~nbadam._cuda_driver.DriverKernel` of ``rule`` for ``dtype``, or None
+    where launches go through the dispatcher (the simulator, another CUDA binding,
+    several GPUs, ...).  Compiles the kernel on first use."""
+    key = (rule, np.dtype(dtype))
+    if key not in _DRIVER_KERNELS:
+        direct = None
+        if not simulated() and _cuda_driver.available() is None:
+            try:
+                direct = _cuda_driver.DriverKernel(_kernels.kernel(rule, dtype))
+            except _cuda_driver.Unsupported:
+                direct = None
+        _DRIVER_KERNELS[key] = direct
+    return _DRIVER_KERNELS[key]
 
 
 def first_nonfinite(x: Any) -> int:

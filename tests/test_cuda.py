@@ -532,3 +532,99 @@ def test_state_dict_is_host_arrays_in_the_cpu_format():
         assert_matches_cpu(value, reference["state"][name], np.float32, 1, name)
     with pytest.raises(ValueError, match="holds 6 x float32 state"):
         nbadam.Adam(np.ones(6), amsgrad=True, device="cuda").load_state_dict(snapshot)
+
+
+# -- launches through the driver (a real GPU only) ----------------------------------
+needs_real_gpu = pytest.mark.skipif(SIMULATED or not CUDA_USABLE,
+                                    reason="driver launches need a real GPU")
+KERNEL_RULES = ["adam", "adam_amsgrad", "nadam", "adamax", "radam", "same_traffic"]
+
+
+def _direct(rule, dtype):
+    from nbadam import _cuda, _cuda_driver
+    reason = _cuda_driver.available()
+    if reason is not None:
+        pytest.skip(f"driver launches are off here: {reason}")
+    return _cuda.driver_kernel(rule, dtype)
+
+
+@needs_real_gpu
+def test_every_kernel_launches_through_the_driver():
+    for rule in KERNEL_RULES + ["first_nonfinite"]:
+        for dtype in DTYPES:
+            assert _direct(rule, dtype) is not None, (rule, dtype)
+
+
+@needs_real_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("rule", KERNEL_RULES)
+def test_driver_launch_equals_dispatcher_launch(rule, dtype):
+    """Same arrays, scalars and flags through both paths: identical bits.  A new
+    gradient array at every launch checks that the data pointers are rewritten."""
+    from nbadam import _cuda
+    from nbadam._kernels import cuda as kernels
+
+    direct, dispatcher = _direct(rule, dtype), kernels.kernel(rule, dtype)
+    n_arrays, n_scalars, n_flags = kernels.LAYOUT[rule]
+    rng = np.random.default_rng(7)
+    n = 1_000                      # 3 blocks of 32 threads: the grid-stride loop wraps
+    start = [rng.standard_normal(n).astype(dtype) for _ in range(n_arrays)]
+    start[2:] = [np.abs(x) for x in start[2:]]   # second moments are non-negative
+    ours, theirs = [to_device(x) for x in start], [to_device(x) for x in start]
+    blocks, threads = _cuda.grid(n)
+    for k in range(4):
+        grad = rng.standard_normal(n).astype(dtype)
+        ours[1], theirs[1] = to_device(grad), to_device(grad)
+        scalars = [dtype(x) for x in rng.uniform(0.05, 0.95, n_scalars)]
+        flags = [bool(k % 2)] * n_flags
+        assert direct.launch(blocks, threads, (*ours, *scalars, *flags))
+        dispatcher[blocks, threads](*theirs, *scalars, *flags)
+    for index, (got, expected) in enumerate(zip(ours, theirs, strict=True)):
+        np.testing.assert_array_equal(host(got), host(expected), err_msg=f"array {index}")
+    assert not np.array_equal(host(ours[0]), start[0])
+
+
+@needs_real_gpu
+def test_driver_launch_of_first_nonfinite():
+    direct = _direct("first_nonfinite", np.float32)
+    x = np.zeros(1_000, dtype=np.float32)
+    x[[900, 333]] = [np.inf, np.nan]
+    first = to_device(np.array([x.size], dtype=np.int64))
+    assert direct.launch(3, 32, (to_device(x), first))
+    assert host(first)[0] == 333
+
+
+@needs_real_gpu
+def test_arguments_of_other_types_go_through_the_dispatcher():
+    from nbadam import _cuda
+
+    direct = _direct("same_traffic", np.float32)
+    arrays = [to_device(np.ones(10, dtype=np.float32)) for _ in range(3)]
+    mixed = (*arrays, to_device(np.ones(10)))            # one float64 array
+    assert direct.launch(1, 32, mixed) is False
+    assert direct.launch(1, 32, tuple(arrays)) is False  # one argument short
+    _cuda.step("same_traffic", 10, *arrays, to_device(np.full(10, 2.0, dtype=np.float32)))
+    np.testing.assert_array_equal(host(arrays[2]), np.full(10, 2.0, dtype=np.float32))
+
+
+@needs_cuda
+def test_steps_from_another_thread():
+    """A thread where no CUDA context is current yet still gets correct steps."""
+    import threading
+
+    cpu, gpu = run_pair(nbadam.Adam, {"lr": 1e-2}, np.float32, 100, 1)
+    grad = np.random.default_rng(3).standard_normal(100).astype(np.float32)
+    errors = []
+
+    def work():
+        try:
+            gpu.step(to_device(grad))
+        except Exception as exc:  # reported below, in the test's own thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert not errors, errors
+    cpu.step(grad)
+    assert_same_trajectory(cpu, gpu, np.float32, 2)
