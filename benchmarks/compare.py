@@ -15,7 +15,8 @@ nbadam's ``device="cuda"`` step, torch's CUDA fused Adam, and a
 device-to-device copy of the same number of bytes.
 
 Writes ``compare_cpu.md`` and ``compare_cpu.png`` (and ``compare_gpu.*``
-with a GPU) to ``--out`` and prints the markdown.
+with a GPU; ``--no-cpu`` for the GPU table alone) to ``--out`` and prints
+the markdown.
 
 Usage::
 
@@ -67,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="threads for Numba and torch (default: Numba's default)")
     parser.add_argument("--no-torch", action="store_true", help="leave the torch peers out")
     parser.add_argument("--no-gpu", action="store_true", help="leave the GPU table out")
+    parser.add_argument("--no-cpu", action="store_true",
+                        help="leave the CPU table out (GPU table only)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
@@ -336,22 +339,23 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     results = {}
     load_before = _load()
-    cpu = run_sizes(lambda n, d: _peers.cpu_peers(n, d, torch=torch is not None),
-                    args.sizes, dtype, args.repeat, args.min_time)
-    columns = [c for c in ("nbadam", "torch_fused", "torch_foreach", "numpy", "roofline")
-               if any(c in stats for stats in cpu.values())]
-    ratios = [("nbadam / roofline", "nbadam", "roofline"),
-              ("numpy / nbadam", "numpy", "nbadam")]
-    if torch is not None:
-        ratios.insert(0, ("nbadam / torch fused", "nbadam", "torch_fused"))
-    text = report(cpu, f"Adam step on the CPU ({args.dtype})",
-                  method + machine_lines(threads, layer, wait_policy, torch)
-                  + [f"- {load_before} before, {_load()} after"], columns, ratios,
-                  ["Targets:", ""] + target_lines(cpu))
-    (args.out / "compare_cpu.md").write_text(text, encoding="utf-8")
-    plot(cpu, args.out / "compare_cpu.png", f"Adam step, CPU, {args.dtype}")
-    print(text)
-    results["cpu"] = cpu
+    if not args.no_cpu:
+        cpu = run_sizes(lambda n, d: _peers.cpu_peers(n, d, torch=torch is not None),
+                        args.sizes, dtype, args.repeat, args.min_time)
+        columns = [c for c in ("nbadam", "torch_fused", "torch_foreach", "numpy", "roofline")
+                   if any(c in stats for stats in cpu.values())]
+        ratios = [("nbadam / roofline", "nbadam", "roofline"),
+                  ("numpy / nbadam", "numpy", "nbadam")]
+        if torch is not None:
+            ratios.insert(0, ("nbadam / torch fused", "nbadam", "torch_fused"))
+        text = report(cpu, f"Adam step on the CPU ({args.dtype})",
+                      method + machine_lines(threads, layer, wait_policy, torch)
+                      + [f"- {load_before} before, {_load()} after"], columns, ratios,
+                      ["Targets:", ""] + target_lines(cpu))
+        (args.out / "compare_cpu.md").write_text(text, encoding="utf-8")
+        plot(cpu, args.out / "compare_cpu.png", f"Adam step, CPU, {args.dtype}")
+        print(text)
+        results["cpu"] = cpu
 
     if not args.no_gpu and _peers.cuda_available():
         gpu = run_sizes(lambda n, d: _peers.gpu_peers(n, d, torch=torch is not None),

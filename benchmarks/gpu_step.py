@@ -11,16 +11,19 @@ events after a warm-up, one loop of back-to-back steps of
 * a device-to-device copy (``cudaMemcpy``) of 3.5 n elements, which reads and
   writes the 7 n elements' worth of bytes an Adam step moves: the yardstick.
 
-It reports, per n, the time per step, the bandwidth at 28 bytes per float32
+The peers are timed in turn, ``--rounds`` times (each a loop of back-to-back
+calls between two CUDA events, after a warm-up), and the script reports
+medians: per n, the time per step, the bandwidth at 28 bytes per float32
 element (read θ, g, m, v; write θ, m, v), the fraction of the copy's
-bandwidth, and torch's time over nbadam's (> 1: nbadam is faster).  At n = 1e3
-it reports the launch overhead: host wall time per ``step`` call in a loop of
-many, against the kernel's own time from events.
+bandwidth and nbadam's time over torch's (< 1: nbadam is faster), both
+ratios taken round by round.  At n = 1e3 it reports the launch overhead:
+host wall time per call of ``Adam.step``, of nbadam's bare kernel launch, of
+the same launch through Numba's dispatcher and of torch's fused step.
 
 Usage::
 
     python -m benchmarks.gpu_step [--sizes 1e5 1e6 1e7 1e8] [--dtype float32]
-                                  [--json results.json]
+                                  [--rounds 9] [--json results.json]
 
 Needs an NVIDIA GPU visible to ``numba.cuda``; exits with a message otherwise.
 """
@@ -42,34 +45,18 @@ PASSES = 7
 DEFAULT_SIZES = [100_000, 1_000_000, 10_000_000, 100_000_000]
 LAUNCH_SIZE = 1_000
 #: Work per timed loop, in element-steps, so small n still runs long enough.
-LOOP_ELEMENTS = 2_000_000_000
+LOOP_ELEMENTS = 1_000_000_000
+PEERS = ("nbadam", "same_traffic", "copy", "torch_fused")
 
 
 def _steps_for(n: int) -> int:
-    return int(min(2_000, max(5, LOOP_ELEMENTS // n)))
+    return int(min(2_000, max(10, LOOP_ELEMENTS // n)))
 
 
-def _numba_time(cuda, func, steps: int, warmup: int = 3) -> float:
-    """Seconds per call of ``func``, from numba.cuda events around ``steps`` calls."""
-    for _ in range(warmup):
-        func()
+def _event_time(cuda, func, steps: int) -> float:
+    """Seconds per call of ``func``, from CUDA events around ``steps`` back-to-back calls."""
     cuda.synchronize()
     start, end = cuda.event(), cuda.event()
-    start.record()
-    for _ in range(steps):
-        func()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3 / steps
-
-
-def _torch_time(torch, func, steps: int, warmup: int = 3) -> float:
-    """Seconds per call of ``func``, from torch.cuda events around ``steps`` calls."""
-    for _ in range(warmup):
-        func()
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(steps):
         func()
@@ -86,79 +73,105 @@ def _torch_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def nbadam_step(cuda, n: int, dtype: np.dtype, steps: int) -> float:
+def make_peers(cuda, torch, n: int, dtype: np.dtype) -> dict:
+    """One ``step`` callable per peer, on freshly filled device vectors of ``n`` elements."""
+    from nbadam import _cuda
+
     rng = np.random.default_rng(0)
     params = cuda.to_device(rng.standard_normal(n).astype(dtype))
     grad = cuda.to_device(rng.standard_normal(n).astype(dtype))
     opt = nbadam.Adam(params, lr=1e-3, device="cuda")
-    return _numba_time(cuda, lambda: opt.step(grad), steps)
-
-
-def same_traffic(cuda, n: int, dtype: np.dtype, steps: int) -> float:
-    from nbadam import _cuda
-
-    arrays = [cuda.to_device(np.ones(n, dtype=dtype)) for _ in range(4)]
-    return _numba_time(cuda, lambda: _cuda.step("same_traffic", n, *arrays), steps)
-
-
-def device_copy(cuda, n: int, dtype: np.dtype, steps: int) -> float:
-    count = PASSES * n // 2
-    src = cuda.device_array(count, dtype=dtype)
+    traffic = [cuda.to_device(rng.standard_normal(n).astype(dtype)) for _ in range(4)]
+    count = PASSES * n // 2          # read + write of 3.5 n elements = 7 n element moves
+    src = cuda.to_device(rng.standard_normal(count).astype(dtype))
     dst = cuda.device_array(count, dtype=dtype)
-    return _numba_time(cuda, lambda: dst.copy_to_device(src), steps)
+    peers = {"nbadam": lambda: opt.step(grad),
+             "same_traffic": lambda: _cuda.step("same_traffic", n, *traffic),
+             "copy": lambda: dst.copy_to_device(src)}
+    if torch is not None:
+        tdtype = getattr(torch, dtype.name)
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        param = torch.nn.Parameter(torch.randn(n, dtype=tdtype, device="cuda", generator=gen))
+        param.grad = torch.randn(n, dtype=tdtype, device="cuda", generator=gen)
+        peers["torch_fused"] = torch.optim.Adam([param], lr=1e-3, fused=True).step
+    return peers
 
 
-def torch_fused(torch, n: int, dtype: np.dtype, steps: int) -> float:
-    tdtype = getattr(torch, np.dtype(dtype).name)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    param = torch.nn.Parameter(torch.randn(n, dtype=tdtype, device="cuda", generator=gen))
-    param.grad = torch.randn(n, dtype=tdtype, device="cuda", generator=gen)
-    opt = torch.optim.Adam([param], lr=1e-3, fused=True)
-    seconds = _torch_time(torch, opt.step, steps)
-    del opt, param
-    torch.cuda.empty_cache()
-    return seconds
+def time_peers(cuda, peers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per step of every peer, ``rounds`` times, the peers interleaved in each round."""
+    for func in peers.values():         # compile, allocate state, warm the clocks
+        for _ in range(3):
+            func()
+    cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(rounds):
+        for name, func in peers.items():
+            times[name].append(_event_time(cuda, func, steps))
+    return times
 
 
-def launch_overhead(cuda, torch, dtype: np.dtype, steps: int = 2_000) -> dict[str, float]:
-    """Microseconds per step at n = LAUNCH_SIZE: host wall time and kernel time."""
+def launch_overhead(cuda, torch, dtype: np.dtype, steps: int = 2_000,
+                    rounds: int = 9) -> dict[str, float]:
+    """Median microseconds per call at n = LAUNCH_SIZE, host wall time, a loop of ``steps``.
+
+    ``nbadam_step``: ``Adam.step`` (validation, scalars, launch); ``nbadam_launch``:
+    nbadam's launch of the kernel alone (through the driver where it can);
+    ``numba_dispatcher_launch``: the same kernel launched through Numba's dispatcher;
+    ``torch_fused_step``: torch's fused step.
+    """
+    from nbadam import _cuda
+    from nbadam._kernels import cuda as kernels
+
     rng = np.random.default_rng(0)
     params = cuda.to_device(rng.standard_normal(LAUNCH_SIZE).astype(dtype))
     grad = cuda.to_device(rng.standard_normal(LAUNCH_SIZE).astype(dtype))
     opt = nbadam.Adam(params, lr=1e-3, device="cuda")
-    for _ in range(10):
-        opt.step(grad)
-    cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        opt.step(grad)
-    cuda.synchronize()
-    result = {"nbadam_wall_us": (time.perf_counter() - start) / steps * 1e6,
-              "nbadam_events_us": _numba_time(cuda, lambda: opt.step(grad), steps) * 1e6}
+    m, v = opt._state["exp_avg"], opt._state["exp_avg_sq"]
+    scalars = [dtype.type(x) for x in (1, 0, 1, 0.1, 0.999, 1e-3, -1e-3, 1, 1e-8)]
+    args = (params, grad, m, v, *scalars)
+    configured = kernels.kernel("adam", dtype)[_cuda.grid(LAUNCH_SIZE)]
+    calls = {
+        "nbadam_step": lambda: opt.step(grad),
+        "nbadam_launch": lambda: _cuda.step("adam", LAUNCH_SIZE, *args),
+        "numba_dispatcher_launch": lambda: configured(*args),
+    }
     if torch is not None:
-        tdtype = getattr(torch, np.dtype(dtype).name)
+        tdtype = getattr(torch, dtype.name)
         param = torch.nn.Parameter(torch.randn(LAUNCH_SIZE, dtype=tdtype, device="cuda"))
         param.grad = torch.randn(LAUNCH_SIZE, dtype=tdtype, device="cuda")
-        topt = torch.optim.Adam([param], lr=1e-3, fused=True)
+        calls["torch_fused_step"] = torch.optim.Adam([param], lr=1e-3, fused=True).step
+    result: dict[str, list[float]] = {name: [] for name in calls}
+    for func in calls.values():
         for _ in range(10):
-            topt.step()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            topt.step()
-        torch.cuda.synchronize()
-        result["torch_fused_wall_us"] = (time.perf_counter() - start) / steps * 1e6
-    return result
+            func()
+    for _ in range(rounds):
+        for name, func in calls.items():
+            cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                func()
+            cuda.synchronize()
+            result[name].append((time.perf_counter() - start) / steps * 1e6)
+    return {name: float(np.median(values)) for name, values in result.items()}
 
 
 def _gbps(n: int, dtype: np.dtype, seconds: float) -> float:
     return PASSES * np.dtype(dtype).itemsize * n / seconds / 1e9
 
 
+def _median_ratio(top: list[float], bottom: list[float]) -> float:
+    """Median over rounds of top/bottom (each round timed the two back to back)."""
+    if not top or not bottom:
+        return math.nan
+    return float(np.median(np.asarray(top) / np.asarray(bottom)))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=DEFAULT_SIZES)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="timed loops per peer and size; medians are reported")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
@@ -173,45 +186,42 @@ def main(argv: list[str] | None = None) -> dict:
     device = cuda.get_current_device()
     name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
     bytes_per_element = PASSES * dtype.itemsize
-    print(f"GPU: {name}; numba.cuda: {cuda.implementation}; torch: "
-          f"{torch.__version__ if torch else 'no CUDA build'}; {dtype.name}, "
-          f"{bytes_per_element} bytes/element\n")
+    print(f"GPU: {name}; numba {numba.__version__}; torch "
+          f"{torch.__version__ if torch else '(no CUDA build)'}; {dtype.name}, "
+          f"{bytes_per_element} bytes/element; medians of {args.rounds} rounds\n")
 
     rows = []
-    header = ("| n | steps | nbadam (us) | nbadam GB/s | same_traffic GB/s | copy GB/s "
-              "| nbadam / copy | torch fused (us) | torch GB/s | torch / nbadam time |")
+    header = ("| n | steps/loop | nbadam (µs) | nbadam GB/s | same_traffic GB/s | copy GB/s "
+              "| nbadam / copy bandwidth | torch fused (µs) | torch GB/s "
+              "| nbadam / torch time |")
     print(header)
-    print("|" + "---|" * header.count(" | ") + "---|")
+    print("|" + "---|" * (header.count(" | ") + 1))
     for size in args.sizes:
         n = int(size)
         steps = _steps_for(n)
-        ours = nbadam_step(cuda, n, dtype, steps)
-        roofline = same_traffic(cuda, n, dtype, steps)
-        copy = device_copy(cuda, n, dtype, steps)
-        theirs = torch_fused(torch, n, dtype, steps) if torch is not None else math.nan
-        row = {"n": n, "steps": steps, "nbadam_s": ours, "same_traffic_s": roofline,
-               "copy_s": copy, "torch_fused_s": theirs,
-               "nbadam_gbps": _gbps(n, dtype, ours), "same_traffic_gbps": _gbps(n, dtype, roofline),
-               "copy_gbps": _gbps(n, dtype, copy), "torch_gbps": _gbps(n, dtype, theirs),
-               "fraction_of_copy": copy / ours, "torch_over_nbadam": theirs / ours}
+        peers = make_peers(cuda, torch, n, dtype)
+        times = time_peers(cuda, peers, steps, args.rounds)
+        del peers
+        med = {key: float(np.median(times[key])) if key in times else math.nan for key in PEERS}
+        row = {"n": n, "steps": steps, "rounds": args.rounds, "times_s": times,
+               **{f"{key}_s": med[key] for key in PEERS},
+               **{f"{key}_gbps": _gbps(n, dtype, med[key]) for key in PEERS},
+               "fraction_of_copy": _median_ratio(times["copy"], times["nbadam"]),
+               "nbadam_over_torch": _median_ratio(times["nbadam"], times.get("torch_fused", []))}
         rows.append(row)
-        print(f"| {n:.0e} | {steps} | {ours * 1e6:.1f} | {row['nbadam_gbps']:.0f} "
+        print(f"| {n:.0e} | {steps} | {med['nbadam'] * 1e6:.2f} | {row['nbadam_gbps']:.0f} "
               f"| {row['same_traffic_gbps']:.0f} | {row['copy_gbps']:.0f} "
-              f"| {row['fraction_of_copy']:.2f} | {theirs * 1e6:.1f} | {row['torch_gbps']:.0f} "
-              f"| {row['torch_over_nbadam']:.2f} |")
+              f"| {row['fraction_of_copy']:.3f} | {med['torch_fused'] * 1e6:.2f} "
+              f"| {row['torch_fused_gbps']:.0f} | {row['nbadam_over_torch']:.3f} |", flush=True)
 
-    overhead = launch_overhead(cuda, torch, dtype)
-    print(f"\nLaunch overhead at n = {LAUNCH_SIZE}: nbadam step() "
-          f"{overhead['nbadam_wall_us']:.1f} us host wall time per call "
-          f"({overhead['nbadam_events_us']:.1f} us between events)", end="")
-    if "torch_fused_wall_us" in overhead:
-        print(f"; torch fused step() {overhead['torch_fused_wall_us']:.1f} us", end="")
-    print()
+    overhead = launch_overhead(cuda, torch, dtype, rounds=args.rounds)
+    print(f"\nHost wall time per call at n = {LAUNCH_SIZE} (median of {args.rounds} loops "
+          "of 2,000): " + ", ".join(f"{key} {value:.1f} µs" for key, value in overhead.items()))
 
-    result = {"gpu": name, "numba_cuda": cuda.implementation, "dtype": dtype.name,
+    result = {"gpu": name, "numba": numba.__version__, "dtype": dtype.name,
               "torch": torch.__version__ if torch else None, "python": platform.python_version(),
-              "bytes_per_element": bytes_per_element, "rows": rows,
-              "launch_overhead": overhead}
+              "date": time.strftime("%Y-%m-%d"), "bytes_per_element": bytes_per_element,
+              "rows": rows, "launch_overhead_us": overhead}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)
