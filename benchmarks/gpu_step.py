@@ -97,7 +97,7 @@ def make_peers(cuda, torch, n: int, dtype: np.dtype) -> dict:
     return peers
 
 
-def time_peers(cuda, peers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+def measure_peers(cuda, peers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
     """Seconds per step of every peer, ``rounds`` times, the peers interleaved in each round."""
     for func in peers.values():         # compile, allocate state, warm the clocks
         for _ in range(3):
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         n = int(size)
         steps = _steps_for(n)
         peers = make_peers(cuda, torch, n, dtype)
-        times = time_peers(cuda, peers, steps, args.rounds)
+        times = measure_peers(cuda, peers, steps, args.rounds)
         del peers
         med = {key: float(np.median(times[key])) if key in times else math.nan for key in PEERS}
         row = {"n": n, "steps": steps, "rounds": args.rounds, "times_s": times,
