@@ -25,7 +25,8 @@ from scipy.optimize import OptimizeResult
 
 from . import _launch, optimizers
 from . import _minimize_compiled as _compiled
-from .minimize import _SUCCESS, STATUS_MESSAGES, _print_summary, _scalar, _wrap_callback
+from ._minimize_inputs import _scalar, _wrap_callback
+from .minimize import _SUCCESS, STATUS_MESSAGES, _print_summary
 
 
 def check(jac: Any, bounds: Any, opts: dict[str, Any]) -> None:
