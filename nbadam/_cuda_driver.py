@@ -1,10 +1,10 @@
 """Kernel launches straight through the CUDA driver, with one argument buffer per kernel.
 
 A launch through a Numba dispatcher, ``kernel[blocks, threads](*args)``,
-types and marshals every argument again at every call: about 110 µs per
-launch on the H100 host measured in ``docs/gpu.rst``, longer than an Adam
-step on ten million elements takes on that GPU.  An optimizer launches the
-same kernel with the same arrays at every step, so :class:`DriverKernel`
+types and marshals every argument again at every call: 91 µs per launch on
+the H100 host measured in ``docs/gpu.rst``, most of the 104 µs an Adam step
+on ten million elements takes on that GPU.  An optimizer launches the same
+kernel with the same arrays at every step, so :class:`DriverKernel`
 lays out a kernel's parameters once, as Numba's kernels receive them (each
 1-D array as seven fields: meminfo, parent, length, itemsize, data pointer,
 shape, stride; each scalar as its C type), and at each launch rewrites only

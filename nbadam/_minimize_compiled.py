@@ -157,7 +157,8 @@ def _prologue(scalars, lr, decoupled):
 # as ``dtype.type(s)`` does).  They share one signature so that the compiled
 # loop can take the rule's update as an argument and link only its kernel.
 @numba.njit(**_OPTIONS)
-def update_adam(x, g, state, scalars, lr, t):
+def _adam_scalars(x, scalars, lr, t):
+    """The nine host scalars of Adam and AMSGrad, in ``x``'s dtype."""
     beta1, beta2, half, tf = scalars[BETA1], scalars[BETA2], scalars[HALF], float(t)
     l2, decay = _prologue(scalars, lr, True)
     c = np.empty(9, x.dtype)
@@ -165,18 +166,18 @@ def update_adam(x, g, state, scalars, lr, t):
     c[6] = -(lr / (1.0 - beta1 ** tf))
     c[7] = (1.0 - beta2 ** tf) ** half
     c[8] = scalars[EPS]
+    return c
+
+
+@numba.njit(**_OPTIONS)
+def update_adam(x, g, state, scalars, lr, t):
+    c = _adam_scalars(x, scalars, lr, t)
     _adam(x, g, state[0], state[1], c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
 
 
 @numba.njit(**_OPTIONS)
 def update_amsgrad(x, g, state, scalars, lr, t):
-    beta1, beta2, half, tf = scalars[BETA1], scalars[BETA2], scalars[HALF], float(t)
-    l2, decay = _prologue(scalars, lr, True)
-    c = np.empty(9, x.dtype)
-    c[0], c[1], c[2], c[3], c[4], c[5] = 1.0, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2
-    c[6] = -(lr / (1.0 - beta1 ** tf))
-    c[7] = (1.0 - beta2 ** tf) ** half
-    c[8] = scalars[EPS]
+    c = _adam_scalars(x, scalars, lr, t)
     _adam_amsgrad(x, g, state[0], state[1], state[2], c[0], c[1], c[2], c[3], c[4], c[5],
                   c[6], c[7], c[8])
 

@@ -187,3 +187,43 @@ def load_npz(path: str | os.PathLike, *, kind: str,
             raise ValueError(f"{path}: wrong arrays in the {kind} checkpoint "
                              f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})")
     return meta, contents
+
+
+def save_optimizer(path: str | os.PathLike, state_dict: Mapping[str, Any]) -> None:
+    """Write an optimizer's ``state_dict()`` to ``path`` atomically.
+
+    The file of :meth:`nbadam.Optimizer.save`: the state vectors as arrays
+    named ``state.<name>``, everything else as metadata.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    state_dict : mapping
+        What :meth:`nbadam.Optimizer.state_dict` returns.
+    """
+    meta = dict(state_dict)
+    arrays = {f"state.{name}": value for name, value in meta.pop("state").items()}
+    save_npz(path, arrays, {"format": "optimizer", **meta})
+
+
+def load_optimizer(path: str | os.PathLike, state_names: Iterable[str]) -> dict[str, Any]:
+    """Read a file written by :func:`save_optimizer` back into a ``state_dict``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    state_names : iterable of str
+        The state vectors the file must hold, exactly (``exp_avg``, ...).
+
+    Returns
+    -------
+    dict
+        A ``state_dict`` for :meth:`nbadam.Optimizer.load_state_dict`.
+    """
+    keys = {f"state.{name}" for name in state_names}
+    meta, arrays = load_npz(path, kind="optimizer", keys=keys)
+    meta.pop("format"), meta.pop("version")
+    meta["state"] = {key[len("state."):]: value for key, value in arrays.items()}
+    return meta

@@ -586,17 +586,13 @@ class ShardedOptimizer:
         snapshot = self.state_dict(root)
         if self._comm.Get_rank() != root:
             return
-        arrays = {f"state.{key}": value for key, value in snapshot.pop("state").items()}
-        checkpoint.save_npz(path, arrays, {"format": "optimizer", **snapshot})
+        checkpoint.save_optimizer(path, snapshot)
 
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save` (or a plain optimizer's); every rank reads it."""
-        keys = {f"state.{key}" for key in self._local.state}
-        meta, arrays = checkpoint.load_npz(path, kind="optimizer", keys=keys)
-        meta.pop("format"), meta.pop("version")
-        meta["state"] = {key[len("state."):]: value for key, value in arrays.items()}
+        state_dict = checkpoint.load_optimizer(path, self._local.state)
         try:
-            self.load_state_dict(meta)
+            self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: {exc}") from None
 

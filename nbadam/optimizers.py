@@ -301,18 +301,13 @@ class Optimizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to an ``.npz`` file atomically (no pickle)."""
-        snapshot = self.state_dict()
-        arrays = {f"state.{key}": value for key, value in snapshot.pop("state").items()}
-        checkpoint.save_npz(path, arrays, {"format": "optimizer", **snapshot})
+        checkpoint.save_optimizer(path, self.state_dict())
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state written by :meth:`save` into this optimizer."""
-        keys = {f"state.{key}" for key in self._state}
-        meta, arrays = checkpoint.load_npz(path, kind="optimizer", keys=keys)
-        meta.pop("format"), meta.pop("version")
-        meta["state"] = {key[len("state."):]: value for key, value in arrays.items()}
+        state_dict = checkpoint.load_optimizer(path, self._state)
         try:
-            self.load_state_dict(meta)
+            self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: {exc}") from None
 

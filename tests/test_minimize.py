@@ -16,6 +16,7 @@ import pytest
 import scipy.optimize
 from scipy.optimize import Bounds, OptimizeWarning, rosen, rosen_der
 
+from benchmarks.minimize_speed import rosen_der_nb, rosen_nb
 from nbadam import schedules
 from nbadam.minimize import METHODS, minimize, scipy_method, show_options
 
@@ -30,25 +31,8 @@ TOL_LOSS = 1e-6
 
 # -- test problems ----------------------------------------------------------------------
 # SciPy's Rosenbrock function and gradient (scipy.optimize.rosen, rosen_der), compiled
-# so that the long Rosenbrock runs take the compiled loop; test_rosen_port checks them.
-@numba.njit(cache=True)
-def rosen_nb(x):
-    total = 0.0
-    for i in range(x.size - 1):
-        total += 100.0 * (x[i + 1] - x[i] ** 2.0) ** 2.0 + (1 - x[i]) ** 2.0
-    return total
-
-
-@numba.njit(cache=True)
-def rosen_der_nb(x):
-    grad = np.zeros_like(x)
-    for i in range(x.size - 1):
-        diff = x[i + 1] - x[i] ** 2
-        grad[i] += -400.0 * x[i] * diff - 2.0 * (1.0 - x[i])
-        grad[i + 1] += 200.0 * diff
-    return grad
-
-
+# (shared with benchmarks/minimize_speed.py) so that the long Rosenbrock runs take the
+# compiled loop; test_rosen_port checks them.
 @numba.njit(cache=True)
 def rosen_fg_nb(x):
     return rosen_nb(x), rosen_der_nb(x)

@@ -289,14 +289,8 @@ class MLP:
         ((2, 2), dtype('float32'), True)
         """
         x, divisor = self._check_x(x, "x")
-        n = x.shape[0]
-        proba = np.empty((n, self.n_classes), self.dtype)
-        work = _Workspace(self.sizes, self.dtype, min(n, EVAL_BATCH))
-        order = np.arange(n)
-        for start, stop in self._blocks(n, work):
-            count = work.load(x, divisor, order[start:stop])
-            logits = self._forward(work, count)
-            _fused.add_bias(logits, self.biases[-1])
+        proba = np.empty((x.shape[0], self.n_classes), self.dtype)
+        for start, stop, logits in self._logit_blocks(x, divisor):
             z = logits - logits.max(axis=1, keepdims=True)
             np.exp(z, out=z)
             z /= z.sum(axis=1, keepdims=True)
@@ -314,16 +308,24 @@ class MLP:
         array([0, 0, 0])
         """
         x, divisor = self._check_x(x, "x")
+        labels = np.empty(x.shape[0], np.intp)
+        for start, stop, logits in self._logit_blocks(x, divisor):
+            np.argmax(logits, axis=1, out=labels[start:stop])
+        return labels
+
+    def _logit_blocks(self, x: np.ndarray, divisor: np.generic):
+        """``(start, stop, logits)`` for checked ``x``, in blocks of at most EVAL_BATCH rows.
+
+        ``logits`` is a view into one reused workspace, valid until the next block.
+        """
         n = x.shape[0]
-        labels = np.empty(n, np.intp)
         work = _Workspace(self.sizes, self.dtype, min(n, EVAL_BATCH))
         order = np.arange(n)
         for start, stop in self._blocks(n, work):
             count = work.load(x, divisor, order[start:stop])
             logits = self._forward(work, count)
             _fused.add_bias(logits, self.biases[-1])
-            np.argmax(logits, axis=1, out=labels[start:stop])
-        return labels
+            yield start, stop, logits
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Mean cross-entropy loss and accuracy on ``(x, y)``.
