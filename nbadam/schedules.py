@@ -6,6 +6,17 @@ may be passed as ``lr=`` to an optimizer or to :func:`nbadam.minimize`; the
 classes here add validation, a readable ``repr`` and serialisation into
 checkpoints (:func:`from_dict` rebuilds one from :meth:`Schedule.to_dict`).
 
+Only the schedules of this module are serialised.  A subclass of
+:class:`Schedule` defined elsewhere (even one named like a built-in) is code,
+and loading a checkpoint never imports code, so its :meth:`~Schedule.to_dict`
+raises ``TypeError`` and an optimizer holding it refuses to ``save``; pass it
+wrapped in a plain function (``lr=lambda count: my_schedule(count)``) to save
+the rest of the state, as for any other callable.
+
+Growing schedules saturate rather than fail: a rate that would exceed the
+largest float is infinite (then capped by ``end_value`` if given), one that
+falls below the smallest is zero.
+
 Examples
 --------
 >>> from nbadam import schedules
@@ -39,6 +50,14 @@ def _count(count: int) -> int:
     return _validate.integer("count", count, minimum=0)
 
 
+def _power(base: float, exponent: float) -> float:
+    """``base ** exponent`` for ``base > 0, exponent >= 0``, saturating to inf, never raising."""
+    try:
+        return base ** exponent
+    except OverflowError:  # float ** raises where float * would give inf
+        return math.inf
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """Base class: a frozen, serialisable ``count -> lr`` callable.
@@ -60,13 +79,28 @@ class Schedule:
     def to_dict(self) -> dict[str, Any]:
         """The schedule as plain JSON-ready data (see :func:`from_dict`).
 
+        Raises
+        ------
+        TypeError
+            If this is not one of the schedules of :mod:`nbadam.schedules`
+            (a user subclass cannot be rebuilt from data alone).
+
         Examples
         --------
         >>> from nbadam import schedules
         >>> schedules.constant(0.01).to_dict()
         {'schedule': 'Constant', 'value': 0.01}
         """
-        return {"schedule": type(self).__name__, **dataclasses.asdict(self)}
+        kind = type(self).__name__
+        if _KINDS.get(kind) is not type(self):
+            raise TypeError(
+                f"cannot serialise the lr schedule {self!r}: {type(self).__module__}."
+                f"{type(self).__qualname__} is not one of nbadam's schedules "
+                f"({', '.join(sorted(_KINDS))}), and a checkpoint never stores code; use a "
+                "built-in schedule, or pass yours as a plain function "
+                "(lr=lambda count: schedule(count)), which is saved as None so that loading "
+                "keeps the receiving optimizer's lr")
+        return {"schedule": kind, **dataclasses.asdict(self)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +122,8 @@ class ExponentialDecay(Schedule):
     """``init_value * decay_rate ** (count / transition_steps)``.
 
     With ``end_value``, the value is floored (decay) or capped (growth) there.
+    A growing rate saturates: past the largest float it is ``inf`` (so the cap
+    holds at any count), never an ``OverflowError``.
     """
 
     init_value: float
@@ -110,7 +146,7 @@ class ExponentialDecay(Schedule):
         exponent = _count(count) / self.transition_steps
         if self.staircase:
             exponent = math.floor(exponent)
-        value = self.init_value * self.decay_rate ** exponent
+        value = self.init_value * _power(self.decay_rate, exponent)
         if self.end_value is not None:
             # end_value is a floor when decaying, a cap when growing (as optax).
             if self.decay_rate < 1.0:
@@ -122,7 +158,12 @@ class ExponentialDecay(Schedule):
 
 @dataclasses.dataclass(frozen=True)
 class StepDecay(Schedule):
-    """``init_value * gamma ** (count // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+    """``init_value * gamma ** (count // step_size)``, as ``torch.optim.lr_scheduler.StepLR``.
+
+    With ``gamma > 1`` the rate saturates at ``inf`` past the largest float
+    (which an optimizer then refuses, naming the step), never raising
+    ``OverflowError``.
+    """
 
     init_value: float
     step_size: int
@@ -134,7 +175,7 @@ class StepDecay(Schedule):
         _store(self, gamma=_validate.positive("gamma", self.gamma))
 
     def __call__(self, count: int) -> float:
-        return self.init_value * self.gamma ** (_count(count) // self.step_size)
+        return self.init_value * _power(self.gamma, _count(count) // self.step_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,7 +416,8 @@ def from_dict(data: dict[str, Any]) -> Schedule:
     Raises
     ------
     ValueError
-        If ``data`` does not describe one of the schedules of this module.
+        If ``data`` does not describe one of the schedules of this module,
+        with exactly its fields and valid values.
 
     Examples
     --------
@@ -384,8 +426,26 @@ def from_dict(data: dict[str, Any]) -> Schedule:
     >>> schedules.from_dict(sched.to_dict()) == sched
     True
     """
-    if not isinstance(data, dict) or data.get("schedule") not in _KINDS:
-        raise ValueError(f"not a serialised nbadam schedule: {data!r}; known kinds: "
-                         f"{', '.join(sorted(_KINDS))}")
+    kinds = ", ".join(sorted(_KINDS))
+    kind = data.get("schedule") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"not a serialised nbadam schedule: {_short(data)}; known kinds: "
+                         f"{kinds}")
+    cls = _KINDS[kind]
     fields = {key: value for key, value in data.items() if key != "schedule"}
-    return _KINDS[data["schedule"]](**fields)
+    names = {field.name for field in dataclasses.fields(cls)}
+    required = {field.name for field in dataclasses.fields(cls)
+                if field.default is dataclasses.MISSING}
+    unknown, missing = sorted(set(fields) - names, key=str), sorted(required - set(fields))
+    if unknown or missing:
+        raise ValueError(f"serialised {kind} schedule has unknown fields {unknown or 'none'} "
+                         f"and lacks {missing or 'none'}; its fields are {sorted(names)}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"serialised {kind} schedule is invalid: {exc}") from None
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

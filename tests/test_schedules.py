@@ -2,8 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 
+import nbadam
 from nbadam import schedules
 
 
@@ -79,3 +81,94 @@ def test_negative_count_is_refused():
 def test_from_dict_refuses_unknown_kind():
     with pytest.raises(ValueError, match="known kinds"):
         schedules.from_dict({"schedule": "Linear"})
+
+
+# -- saturation: no OverflowError at any count --------------------------------------------------
+
+COUNTS = [0, 1, 1_000, 70_000, 10**6, 10**12, 2**63 - 1]
+
+
+@pytest.mark.parametrize("sched, limit", [
+    (schedules.exponential_decay(1e-3, 1.01, end_value=0.1), 0.1),
+    (schedules.exponential_decay(1e-3, 1.01, transition_steps=7, staircase=True,
+                                 end_value=0.1), 0.1),
+    (schedules.exponential_decay(1e-3, 1.01), math.inf),
+    (schedules.step_decay(1e-3, step_size=1, gamma=2.0), math.inf),
+    (schedules.exponential_decay(1e-3, 0.99), 0.0),
+    (schedules.exponential_decay(1e-3, 0.99, end_value=1e-5), 1e-5),
+    (schedules.step_decay(1e-3, step_size=1, gamma=0.5), 0.0),
+], ids=["growth capped", "staircase capped", "growth", "step growth", "decay",
+        "decay floored", "step decay"])
+def test_growing_and_decaying_schedules_saturate(sched, limit):
+    values = [sched(count) for count in COUNTS]
+    assert values[-1] == limit
+    rising = limit > values[0]
+    assert all((b >= a) if rising else (b <= a) for a, b in zip(values, values[1:],
+                                                                strict=False))
+
+
+def test_a_capped_growing_lr_drives_an_optimizer_past_the_overflow_point():
+    params = np.zeros(3)
+    opt = nbadam.Adam(params, lr=schedules.exponential_decay(1e-3, 1.01, end_value=1e-2))
+    state = opt.state_dict()
+    opt.load_state_dict({**state, "step_count": 80_000})
+    opt.step(np.ones(3))
+    assert opt.current_lr() == 1e-2 and np.all(np.isfinite(params))
+
+
+def test_an_uncapped_growing_lr_is_refused_by_the_optimizer_naming_the_step():
+    opt = nbadam.Adam(np.zeros(3), lr=schedules.step_decay(1.0, step_size=1, gamma=2.0))
+    opt.load_state_dict({**opt.state_dict(), "step_count": 5_000})
+    with pytest.raises(ValueError, match="returned inf at step 5000"):
+        opt.step(np.ones(3))
+
+
+# -- serialisation: built-ins round-trip, user subclasses are refused at save -------------------
+
+class Linear(schedules.Schedule):
+    def __call__(self, count):
+        return 1e-3 * count
+
+
+class Constant(schedules.Schedule):      # named like a built-in, but another schedule
+    def __call__(self, count):
+        return 0.5
+
+
+class Halved(schedules.Constant):         # a built-in's subclass changes its behaviour
+    def __call__(self, count):
+        return self.value / 2
+
+
+@pytest.mark.parametrize("sched", [Linear(), Constant(), Halved(0.1)],
+                         ids=["user", "named like a built-in", "built-in subclass"])
+def test_user_schedules_are_refused_by_to_dict_and_save(sched, tmp_path):
+    with pytest.raises(TypeError, match=f"{type(sched).__qualname__} is not one of nbadam"):
+        sched.to_dict()
+    path = tmp_path / "opt.npz"
+    opt = nbadam.Adam(np.zeros(3), lr=0.1)
+    opt.save(path)
+    saved = path.read_bytes()
+    opt.lr = sched
+    with pytest.raises(TypeError, match="plain function"):
+        opt.save(path)
+    assert path.read_bytes() == saved and sorted(p.name for p in tmp_path.iterdir()) == [
+        "opt.npz"]
+    opt.lr = lambda count: sched(count)       # the documented way to save the rest
+    opt.save(path)
+    fresh = nbadam.Adam(np.zeros(3), lr=sched)
+    fresh.load(path)
+    assert fresh.lr is sched
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"schedule": ["Constant"]}, "known kinds"),
+    ({"schedule": "Constant"}, "lacks ['value']"),
+    ({"schedule": "Constant", "value": 0.1, "extra": 1}, "unknown fields ['extra']"),
+    ({"schedule": "Constant", "value": "0.1"}, "value"),
+    ([("schedule", "Constant")], "known kinds"),
+])
+def test_from_dict_refuses_malformed_data_with_a_value_error(data, fragment):
+    with pytest.raises(ValueError) as info:
+        schedules.from_dict(data)
+    assert fragment in str(info.value)
