@@ -26,10 +26,23 @@ def real(name: str, value: Any) -> float:
         else:
             raise TypeError(f"{name} must be a real number, got {value!r} "
                             f"of type {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int (or Fraction, Decimal) beyond float's range
+        raise ValueError(f"{name} must be finite, got {_short(value)}, which is beyond the "
+                         f"range of a float (about 1.8e308)") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: the value of a huge integer is not worth a screenful."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than sys.get_int_max_str_digits()
+        return f"an integer of about {int(value).bit_length() * 0.30103:.0f} digits"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def positive(name: str, value: Any) -> float:
@@ -85,12 +98,26 @@ def device(value: Any) -> str:
     return choice("device", value, DEVICES)
 
 
-def integer(name: str, value: Any, minimum: int = 0) -> int:
-    """An integer >= ``minimum``."""
+#: The largest count nbadam stores (as int64, in NumPy arrays and compiled loops).
+INT64_MAX = 2**63 - 1
+
+
+def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = INT64_MAX) -> int:
+    """An integer in ``[minimum, maximum]``.
+
+    Counts (iterations, steps, sizes) end up in int64 arrays and compiled
+    loops, so by default they must fit in a signed 64-bit integer; a value
+    beyond it is a ``ValueError`` naming ``name`` rather than an
+    ``OverflowError`` later.  Pass ``maximum=None`` for unbounded integers
+    (seeds).
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer, got {_short(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        bound = "2**63 - 1" if maximum == INT64_MAX else str(maximum)
+        raise ValueError(f"{name} must be <= {bound}, got {_short(value)}")
     return int(value)
 
 
@@ -137,9 +164,69 @@ def float_dtype(name: str, dtype: Any) -> np.dtype:
     """float32 or float64; anything else is a TypeError that says how to convert."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}; "
-                        f"convert it once with {name}.astype(np.float32) or np.float64")
+        raise TypeError(f"{name} must have dtype float32 or float64, got "
+                        f"{describe_dtype(dtype)}; convert it once with "
+                        f"{name}.astype({_suggested(dtype)})")
     return dtype
+
+
+def describe_dtype(dtype: np.dtype) -> str:
+    """``dtype``'s name, saying so when its byte order is not the machine's.
+
+    ``np.dtype('>f8')`` prints as ``>f8``, which does not tell a reader that
+    it is a float64 the kernels cannot use only because of its byte order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbadam._validate import describe_dtype
+    >>> describe_dtype(np.dtype(np.float32))
+    'float32'
+    >>> swapped = np.dtype(np.float64).newbyteorder()
+    >>> describe_dtype(swapped)[3:]
+    ' (float64 in non-native byte order)'
+    """
+    if dtype.isnative or dtype.byteorder == "|":
+        return str(dtype)
+    return f"{dtype.str} ({dtype.newbyteorder('=').name} in non-native byte order)"
+
+
+def _suggested(dtype: np.dtype) -> str:
+    native = dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype
+    if native in FLOAT_DTYPES:  # only the byte order is wrong
+        return f"np.{native.name}"
+    return "np.float32) or .astype(np.float64"
+
+
+def not_masked(name: str, value: Any) -> Any:
+    """Refuse a ``numpy.ma`` masked array that masks anything; unwrap one that masks nothing.
+
+    nbadam computes on plain arrays: a mask would be silently ignored, and
+    masked entries (whatever values they hold underneath) used as data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbadam._validate import not_masked
+    >>> not_masked("x", np.ma.masked_array([1.0, 2.0], mask=[False, False]))
+    array([1., 2.])
+    >>> not_masked("x", np.ma.masked_array([1.0, 2.0], mask=[0, 1]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: x is a masked array with 1 masked value (x[1]); nbadam ignores masks, ...
+    """
+    if not isinstance(value, np.ma.MaskedArray):
+        return value
+    mask = np.ma.getmaskarray(value)
+    count = int(mask.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(mask)[0])
+        where = f"{name}[{', '.join(map(str, first))}]"
+        plural = "s" if count > 1 else ""
+        raise ValueError(f"{name} is a masked array with {count} masked value{plural} "
+                         f"({where}{', ...' if count > 1 else ''}); nbadam ignores masks, "
+                         f"so fill them ({name}.filled(value)) or drop those entries first")
+    return np.ma.getdata(value)
 
 
 def gradient(value: Any, size: int, dtype: np.dtype, name: str = "grad") -> np.ndarray:
@@ -147,8 +234,8 @@ def gradient(value: Any, size: int, dtype: np.dtype, name: str = "grad") -> np.n
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of {dtype}, got {type(value).__name__}")
     if value.dtype != dtype:
-        raise TypeError(f"{name} has dtype {value.dtype} but the parameters are {dtype}; "
-                        f"pass {name}.astype(np.{dtype})")
+        raise TypeError(f"{name} has dtype {describe_dtype(value.dtype)} but the parameters "
+                        f"are {dtype}; pass {name}.astype(np.{dtype})")
     if value.shape != (size,):
         raise ValueError(f"{name} must have shape ({size},) like the parameters, got {value.shape}")
     if not value.flags.c_contiguous:

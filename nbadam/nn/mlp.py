@@ -143,7 +143,7 @@ class MLP:
         self.dtype = _validate.float_dtype("dtype", dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)
-        self.seed = _validate.integer("seed", seed, 0)
+        self.seed = _validate.integer("seed", seed, 0, maximum=None)
         self._layout()
         self._initialise()
         self._activate = getattr(_fused, f"bias_{self.activation}")
@@ -152,12 +152,16 @@ class MLP:
 
     # -- layout and initialisation ------------------------------------------
     def _layout(self) -> None:
-        shapes = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
-            shapes += [(fan_in, fan_out), (fan_out,)]
+        shapes = _layer_shapes(self.sizes)
         total = sum(math.prod(shape) for shape in shapes)
-        self.params = np.zeros(total, self.dtype)
-        self.grad = np.zeros(total, self.dtype)
+        try:
+            self.params = np.zeros(total, self.dtype)
+            self.grad = np.zeros(total, self.dtype)
+        except (MemoryError, ValueError) as exc:  # ValueError: beyond NumPy's largest array
+            raise MemoryError(
+                f"sizes={self.sizes} gives {total:,} {self.dtype.name} parameters; with their "
+                f"gradient that is {_in_bytes(2 * total * self.dtype.itemsize)}, more than "
+                f"can be allocated ({exc}); use narrower or fewer layers") from None
         params_views, grad_views = [], []
         start = 0
         for shape in shapes:
@@ -484,24 +488,41 @@ class MLP:
     def load(cls, path: str | os.PathLike) -> MLP:
         """Read a model written by :meth:`save`.
 
+        The model description is checked, and the parameter count it implies
+        compared with the array the file declares, before any array data is
+        read or any memory is allocated for the model.
+
         Raises
         ------
         FileNotFoundError
             If ``path`` does not exist.
         ValueError
-            If the file is not an intact nbadam MLP file.
+            If the file is not an intact nbadam MLP file (a ``.npy`` file, a
+            damaged or crafted archive, a malformed description, parameters
+            of the wrong shape or dtype); the message names the file.
+        MemoryError
+            If the model the file describes is too large to allocate; the
+            message names the file and the sizes.
         """
-        meta, arrays = checkpoint.load_npz(path, kind=_MODEL_FORMAT, keys={"params"})
-        model = cls._from_config(meta.get("model"), os.fspath(path))
-        model._set_params(arrays["params"], os.fspath(path))
+        source = os.fspath(path)
+
+        def expect(meta: dict[str, Any]) -> dict[str, checkpoint.ArraySpec]:
+            sizes, dtype = _check_config(meta.get("model"))
+            total = sum(math.prod(shape) for shape in _layer_shapes(sizes))
+            return {"params": ((total,), dtype)}
+
+        meta, arrays = checkpoint.load_npz(source, kind=_MODEL_FORMAT, expected=expect)
+        try:
+            model = cls._from_config(meta["model"], source)
+        except MemoryError as exc:
+            raise MemoryError(f"{source}: {exc}") from None
+        model._set_params(arrays["params"], source)
         return model
 
     @classmethod
     def _from_config(cls, config: Any, source: str) -> MLP:
-        if not isinstance(config, dict) or set(config) != {"sizes", "activation", "dtype", "seed"}:
-            raise ValueError(f"{source}: the model description is missing or malformed: "
-                             f"{config!r}")
         try:
+            _check_config(config)
             return cls(**config)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid model description ({exc})") from None
@@ -514,17 +535,21 @@ class MLP:
 
     # -- input checks -------------------------------------------------------------
     def _check_x(self, x: Any, name: str) -> tuple[np.ndarray, np.generic]:
-        """``x`` as a C-contiguous ``(n, n_features)`` array and the divisor for its dtype."""
-        x = np.asarray(x)
+        """``x`` as a C-contiguous ``(n, n_features)`` array and the divisor for its dtype.
+
+        Float values must be finite and representable in the model's dtype
+        (a float64 1e39 would become inf in a float32 model).
+        """
+        x = np.asarray(_validate.not_masked(name, x))
         if x.dtype == np.uint8:
             divisor = self.dtype.type(255)
         elif x.dtype in _validate.FLOAT_DTYPES:
             divisor = self.dtype.type(1)
         else:
             raise TypeError(
-                f"{name} has dtype {x.dtype}; expected uint8 pixels (0..255, divided by 255) "
-                f"or float32/float64 values; convert with {name}.astype(np.uint8) or "
-                f"{name}.astype(np.float32)")
+                f"{name} has dtype {_validate.describe_dtype(x.dtype)}; expected uint8 pixels "
+                f"(0..255, divided by 255) or float32/float64 values in native byte order; "
+                f"convert with {name}.astype(np.uint8) or {name}.astype(np.float32)")
         if x.ndim < 2 or math.prod(x.shape[1:]) != self.n_features:
             raise ValueError(
                 f"{name} must have shape (n, {self.n_features}) or (n, ...) with "
@@ -538,11 +563,21 @@ class MLP:
             row, col = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(f"{name} holds a non-finite value ({name}[{row}] has "
                              f"{x[row, col]} at feature {col}); remove or impute it")
+        if x.dtype.itemsize > self.dtype.itemsize:
+            # min and max read x in place; np.abs would copy all of it.
+            largest = float(np.finfo(self.dtype).max)
+            if x.max() > largest or x.min() < -largest:
+                row, col = np.argwhere(np.abs(x) > largest)[0]
+                raise ValueError(
+                    f"{name} holds a value beyond the range of {self.dtype.name}, this model's "
+                    f"dtype ({name}[{row}] has {x[row, col]} at feature {col}; the largest is "
+                    f"{largest:.4g}): it would become inf; rescale the inputs or build the "
+                    "model with dtype=np.float64")
         return x, divisor
 
     def _check_y(self, y: Any, n: int, name: str) -> np.ndarray:
         """``y`` as an ``intp`` copy, checked against ``n`` examples and the classes."""
-        y = np.asarray(y)
+        y = np.asarray(_validate.not_masked(name, y))
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}; "
                             f"convert with {name}.astype(int)")
@@ -555,6 +590,49 @@ class MLP:
             raise ValueError(f"{name} must hold labels in [0, {self.n_classes}) for this "
                              f"model, got {name}[{bad}] = {y[bad]}")
         return y.astype(np.intp)
+
+
+def _in_bytes(count: int) -> str:
+    """``count`` bytes in the largest binary unit that keeps the number >= 1."""
+    value, unit = float(count), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:,.1f} {unit}"
+
+
+def _layer_shapes(sizes: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shapes of ``W1, b1, W2, b2, ...`` in :attr:`MLP.params` order."""
+    shapes: list[tuple[int, ...]] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        shapes += [(fan_in, fan_out), (fan_out,)]
+    return shapes
+
+
+_CONFIG_KEYS = {"sizes", "activation", "dtype", "seed"}
+
+
+def _check_config(config: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Check a :meth:`MLP.config` read from a file without building the model.
+
+    Returns the layer sizes and the dtype; raises ``ValueError`` for anything
+    malformed, so a crafted description fails here, not deep in ``__init__``.
+    """
+    if not isinstance(config, dict) or set(config) != _CONFIG_KEYS:
+        keys = sorted(config, key=str) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"the model description is missing or malformed: expected the keys "
+                         f"{sorted(_CONFIG_KEYS)}, got {keys}")
+    try:
+        sizes = _check_sizes(config["sizes"])
+        _validate.choice("activation", config["activation"], ACTIVATIONS)
+        if not isinstance(config["dtype"], str):
+            raise TypeError(f"dtype must be a dtype name, got {config['dtype']!r}")
+        dtype = _validate.float_dtype("dtype", config["dtype"])
+        _validate.integer("seed", config["seed"], 0, maximum=None)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    return sizes, dtype
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:

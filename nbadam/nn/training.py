@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import _validate, distributed
+from .. import _validate, distributed, schedules
 from .. import checkpoint as _checkpoint
 from ..optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
 from .mlp import _Workspace
@@ -262,7 +262,7 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
     shuffle = _validate.flag("shuffle", shuffle)
     progress = _validate.flag("progress", progress)
     resume = _validate.flag("resume", resume)
-    seed = model.seed if seed is None else _validate.integer("seed", seed, 0)
+    seed = model.seed if seed is None else _validate.integer("seed", seed, 0, maximum=None)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
     shard_optimizer = _validate.flag("shard_optimizer", shard_optimizer)
@@ -276,6 +276,10 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a file path, got {checkpoint!r}")
+    rank = 0 if comm is None else comm.Get_rank()
+    if checkpoint is not None and rank == 0:
+        # Before the first epoch, not after it: rank 0 alone writes the checkpoint.
+        _checkpoint.check_writable(checkpoint, "checkpoint")
     x, divisor = model._check_x(x, "x")
     labels = model._check_y(y, x.shape[0], "y")
     validation = None
@@ -290,7 +294,8 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
                          comm if shard_optimizer else None)
     if isinstance(opt, distributed.ShardedOptimizer) and comm is None:
         raise ValueError("a ShardedOptimizer trains data-parallel: pass comm= as well")
-    rank = 0 if comm is None else comm.Get_rank()
+    if checkpoint is not None:
+        _check_savable_lr(opt)
     if comm is not None:
         distributed.check_same(comm, {
             "the training data": (x.shape, _fingerprint(x, labels)),
@@ -347,6 +352,16 @@ def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
     return history
 
 
+def _check_savable_lr(opt: Optimizer) -> None:
+    """Refuse, before training, an lr schedule that no checkpoint could store."""
+    lr = opt.hyperparameters().get("lr")
+    if isinstance(lr, schedules.Schedule):
+        try:
+            lr.to_dict()
+        except TypeError as exc:
+            raise TypeError(f"checkpoint= needs a savable optimizer: {exc}") from None
+
+
 def _fingerprint(x: np.ndarray, labels: np.ndarray) -> int:
     """CRC-32 of the training data, so a resume on other data is refused."""
     crc = zlib.crc32(json.dumps([x.dtype.str, list(x.shape)]).encode())
@@ -368,56 +383,69 @@ def _save_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
 
 def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
                      keys: list[str], epochs: int) -> tuple[int, dict[str, list[float]]]:
-    """Check the checkpoint against this run, then restore it; returns (epochs done, history)."""
+    """Check the checkpoint against this run, then restore it; returns (epochs done, history).
+
+    Everything the metadata says is checked before any array is read, and
+    the arrays must then have exactly the shapes and dtypes this run needs,
+    so a crafted file cannot make the resume allocate more than that.
+    """
     source = os.fspath(path)
-    meta, arrays = _checkpoint.load_npz(path, kind=_TRAINING_FORMAT)
 
     def refuse(problem: str) -> ValueError:
         return ValueError(f"cannot resume from {source}: {problem}")
 
-    saved_model = {key: value for key, value in meta.get("model", {}).items() if key != "seed"}
-    this_model = {key: value for key, value in model.config().items() if key != "seed"}
-    if saved_model != this_model:
-        raise refuse(f"it was written for a model with {saved_model}, this one has {this_model}")
-    saved_run = meta.get("run", {})
-    for key, value in run.items():
-        if saved_run.get(key) != value:
-            what = "training data" if key in ("n_examples", "data_crc32") else key
-            raise refuse(f"the {what} differs from the checkpointed run "
-                         f"({saved_run.get(key)!r} there, {value!r} here); resuming would not "
-                         "reproduce it")
-    if meta.get("history") != keys:
-        raise refuse(f"it records {meta.get('history')} per epoch, this run records {keys} "
-                     "(pass validation_data as in the original run)")
-    epochs_done = meta.get("epochs_done")
-    if not isinstance(epochs_done, int) or epochs_done < 1:
-        raise refuse(f"malformed epoch counter {epochs_done!r}")
-    if epochs_done > epochs:
-        raise refuse(f"it already holds {epochs_done} epochs, more than epochs={epochs}")
-    snapshot = meta.get("optimizer")
-    if not isinstance(snapshot, dict):
-        raise refuse("it holds no optimizer state")
-    local = opt.local if isinstance(opt, distributed.ShardedOptimizer) else opt
-    current = json.loads(json.dumps(local.state_dict()["hyperparameters"]))
-    saved = snapshot.get("hyperparameters", {})
-    changed = sorted(key for key in current if saved.get(key, current[key]) != current[key])
-    if changed:
-        pairs = ", ".join(f"{key}={saved[key]!r} there, {current[key]!r} here" for key in changed)
-        raise refuse(f"the optimizer settings differ ({pairs})")
-    expected = ({"params"} | {f"history.{key}" for key in keys}
-                | {f"optimizer.{name}" for name in opt.state})
-    if set(arrays) != expected:
-        raise refuse(f"it holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-    params = arrays["params"]
-    if params.shape != model.params.shape or params.dtype != model.params.dtype:
-        raise refuse(f"its parameters are {params.shape} {params.dtype}")
+    def field(meta: dict[str, Any], name: str, kind: type) -> Any:
+        value = meta.get(name)
+        if not isinstance(value, kind):
+            raise refuse(f"its {name!r} entry is malformed: {str(value)[:100]}")
+        return value
+
+    def expect(meta: dict[str, Any]) -> dict[str, _checkpoint.ArraySpec]:
+        saved_model = {key: value for key, value in field(meta, "model", dict).items()
+                       if key != "seed"}
+        this_model = {key: value for key, value in model.config().items() if key != "seed"}
+        if saved_model != this_model:
+            raise refuse(f"it was written for a model with {saved_model}, this one has "
+                         f"{this_model}")
+        saved_run = field(meta, "run", dict)
+        for key, value in run.items():
+            if saved_run.get(key) != value:
+                what = "training data" if key in ("n_examples", "data_crc32") else key
+                raise refuse(f"the {what} differs from the checkpointed run "
+                             f"({saved_run.get(key)!r} there, {value!r} here); resuming would "
+                             "not reproduce it")
+        if meta.get("history") != keys:
+            raise refuse(f"it records {meta.get('history')} per epoch, this run records "
+                         f"{keys} (pass validation_data as in the original run)")
+        epochs_done = meta.get("epochs_done")
+        if not isinstance(epochs_done, int) or isinstance(epochs_done, bool) or epochs_done < 1:
+            raise refuse(f"malformed epoch counter {epochs_done!r}")
+        if epochs_done > epochs:
+            raise refuse(f"it already holds {epochs_done} epochs, more than epochs={epochs}")
+        snapshot = field(meta, "optimizer", dict)
+        local = opt.local if isinstance(opt, distributed.ShardedOptimizer) else opt
+        current = json.loads(json.dumps(local.state_dict()["hyperparameters"]))
+        saved = snapshot.get("hyperparameters", {})
+        if not isinstance(saved, dict):
+            raise refuse("its optimizer settings are malformed")
+        changed = sorted(key for key in current if saved.get(key, current[key]) != current[key])
+        if changed:
+            pairs = ", ".join(f"{key}={saved[key]!r} there, {current[key]!r} here"
+                              for key in changed)
+            raise refuse(f"the optimizer settings differ ({pairs})")
+        vector = ((model.params.size,), model.dtype)
+        return {"params": vector,
+                **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
+                **{f"optimizer.{name}": vector for name in opt.state}}
+
+    meta, arrays = _checkpoint.load_npz(path, kind=_TRAINING_FORMAT, expected=expect)
+    epochs_done = meta["epochs_done"]
     history = {key: [float(value) for value in arrays[f"history.{key}"]] for key in keys}
-    if any(len(values) != epochs_done for values in history.values()):
-        raise refuse("its history does not match its epoch counter")
+    snapshot = meta["optimizer"]
     snapshot["state"] = {name: arrays[f"optimizer.{name}"] for name in opt.state}
     try:
         opt.load_state_dict(snapshot)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise refuse(str(exc)) from None
-    model.params[...] = params
+    model.params[...] = arrays["params"]
     return epochs_done, history
