@@ -1,8 +1,13 @@
 """The ``nbadam`` command line: ``nbadam mnist`` trains an MLP on MNIST.
 
 ``python -m nbadam`` is the same program.  Every error -- a bad argument, a
-missing file, a refused checkpoint -- ends the program with a one-line
-message on stderr and a non-zero exit status, never a traceback.
+missing file, a refused checkpoint, a model too large for memory -- ends the
+program with a one-line message on stderr and a non-zero exit status, never
+a traceback.  Output files (``--save``, ``--plot``, ``--checkpoint``) are
+checked before training starts: each must be a file name in a folder where a
+file can be created, and ``--plot`` must name an image format matplotlib
+writes.  An existing ``--checkpoint`` file is never replaced silently: pass
+``--resume`` to continue that run or ``--overwrite`` to start afresh.
 """
 
 from __future__ import annotations
@@ -110,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the training state after every epoch (.npz)")
     mnist.add_argument("--resume", action="store_true",
                        help="continue from --checkpoint if it exists")
+    mnist.add_argument("--overwrite", action="store_true",
+                       help="with --checkpoint: start afresh even if the checkpoint file "
+                            "exists, replacing it after the first epoch (without --resume or "
+                            "--overwrite an existing checkpoint is refused)")
     mnist.add_argument("--no-progress", action="store_true",
                        help="no progress bar; print one line per epoch instead")
     mnist.add_argument("--distributed", action="store_true",
@@ -134,18 +143,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command, e.g. nbadam mnist")
+    run = _Run()
     try:
         with _abort_job_on_error(args):
-            return _mnist(args)
+            return _mnist(args, run)
     except KeyboardInterrupt:
-        saved = f"; the checkpoint {args.checkpoint} holds the last finished epoch" \
-            if args.checkpoint else ""
+        saved = ""
+        if args.checkpoint and run.checkpoint_written:
+            saved = (f"; the checkpoint {args.checkpoint} holds the last finished epoch "
+                     "(continue with --resume)")
+        elif args.checkpoint:
+            saved = f"; no epoch finished, so the checkpoint {args.checkpoint} was not written"
         print(f"nbadam: interrupted{saved}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ImportError, OSError, ValueError, TypeError, NotImplementedError) as exc:
+    except (ImportError, OSError, ValueError, TypeError, NotImplementedError,
+            MemoryError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, MemoryError) and not str(exc):
+            message = "out of memory; try a smaller model (--hidden) or --batch-size"
         print(f"nbadam {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+
+
+class _Run:
+    """What a run has done so far, for the message of an interrupted one."""
+
+    def __init__(self) -> None:
+        #: Whether the --checkpoint file holds an epoch of this run (or the one resumed).
+        self.checkpoint_written = False
 
 
 def _abort_job_on_error(args: argparse.Namespace) -> contextlib.AbstractContextManager:
@@ -162,22 +187,44 @@ def _check_output(flag: str, path: str | None) -> None:
     """Fail before training, not after, when an output file cannot be written."""
     if path is None:
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{flag} {path}: is a folder, expected a file name")
+    from .checkpoint import check_writable
+
+    if not path.strip():
+        raise ValueError(f"{flag} needs a file name, got {path!r}")
+    check_writable(path, flag)
+    if os.path.exists(path) and not os.access(path, os.W_OK) and flag == "--plot":
+        # matplotlib writes the image in place (checkpoints and models replace theirs).
+        raise PermissionError(f"{flag} {path}: the file exists and is not writable")
 
 
-def _mnist(args: argparse.Namespace) -> int:
+def _check_plot_format(path: str) -> None:
+    """The image format named by ``path``'s suffix must be one matplotlib can write."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    known = ", ".join(f".{name}" for name in sorted(formats))
+    if not suffix:
+        raise ValueError(f"--plot {path}: add a suffix naming the image format ({known})")
+    if suffix not in formats:
+        raise ValueError(f"--plot {path}: matplotlib cannot write .{suffix} images; use one "
+                         f"of {known}")
+
+
+def _mnist(args: argparse.Namespace, run: _Run) -> int:
     from . import schedules
     from .datasets import load_mnist
     from .nn import MLP, plot_history
     from .nn.plotting import require_matplotlib
     from .nn.training import OPTIMIZERS
 
-    if args.resume and not args.checkpoint:
+    if args.resume and args.checkpoint is None:
         raise ValueError("--resume needs --checkpoint PATH")
+    if args.overwrite and args.checkpoint is None:
+        raise ValueError("--overwrite applies to --checkpoint PATH")
+    if args.overwrite and args.resume:
+        raise ValueError("--resume continues the --checkpoint file, --overwrite replaces it; "
+                         "pass one of them")
     if args.shard_optimizer and not args.distributed:
         raise ValueError("--shard-optimizer needs --distributed")
     comm, ranks = None, ""
@@ -189,16 +236,25 @@ def _mnist(args: argparse.Namespace) -> int:
         if args.shard_optimizer:
             ranks += ", sharded optimizer state"
     lead = comm is None or comm.Get_rank() == 0  # the only rank that prints and writes
-    if args.plot:
+    if args.plot is not None:
         require_matplotlib()
     for flag in ("save", "plot", "checkpoint"):
         _check_output(f"--{flag}", getattr(args, flag))
+    if args.plot is not None:
+        _check_plot_format(args.plot)
+    if args.checkpoint is not None and os.path.exists(args.checkpoint):
+        if not (args.resume or args.overwrite):
+            raise FileExistsError(
+                f"--checkpoint {args.checkpoint} already exists (a previous run's checkpoint?); "
+                "pass --resume to continue that run, --overwrite to start afresh and replace "
+                "it, or choose another file")
+        run.checkpoint_written = args.resume
 
+    model = MLP((784, *args.hidden, 10), activation=args.activation,
+                dtype=np.dtype(args.dtype), seed=args.seed)
     (x_train, y_train), (x_test, y_test) = load_mnist()
     if args.subset is not None:
         x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    model = MLP((784, *args.hidden, 10), activation=args.activation,
-                dtype=np.dtype(args.dtype), seed=args.seed)
     lr = args.lr
     if args.schedule == "cosine":
         if lr is None:
@@ -213,6 +269,8 @@ def _mnist(args: argparse.Namespace) -> int:
     clock = {"start": time.perf_counter(), "epoch": time.perf_counter()}
 
     def report(epoch: int, logs: dict[str, Any]) -> None:
+        # fit writes the checkpoint (every epoch, the default) before calling back.
+        run.checkpoint_written = args.checkpoint is not None
         now = time.perf_counter()
         if not show_bar and lead:
             print(f"epoch {epoch}/{args.epochs}: loss {logs['loss']:.4f}, "
@@ -233,10 +291,10 @@ def _mnist(args: argparse.Namespace) -> int:
     print(f"test accuracy: {history['val_accuracy'][-1]:.4f} "
           f"(test loss {history['val_loss'][-1]:.4f}) after {len(history['loss'])} epochs "
           f"in {elapsed:.1f} s")
-    if args.save:
+    if args.save is not None:
         model.save(args.save)
         print(f"model saved to {args.save}")
-    if args.plot:
+    if args.plot is not None:
         plot_history(history, args.plot)
         print(f"curves saved to {args.plot}")
     return 0

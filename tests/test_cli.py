@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from nbadam import cli
 from nbadam.datasets import load_mnist
 from nbadam.nn import MLP
 
@@ -73,6 +75,9 @@ def test_checkpoint_and_resume(tmp_path):
     (["mnist", "--bogus"], "unrecognized arguments: --bogus"),
     (["mnist", "--resume"], "--resume needs --checkpoint"),
     (["mnist", "--save", "no/such/folder/m.npz"], "does not exist"),
+    (["mnist", "--save", ""], "--save needs a file name"),
+    (["mnist", "--plot", "curves.bmpx"], "cannot write .bmpx images"),
+    (["mnist", "--checkpoint", "run.npz", "--resume", "--overwrite"], "pass one of them"),
     (["mnist", "--plot", "."], "is a folder"),
     (["fly"], "invalid choice: 'fly'"),
     ([], "choose a command"),
@@ -111,3 +116,94 @@ def test_help_lists_the_flags(tmp_path):
                  "--plot",
                  "--seed", "--dtype", "--no-progress", "--subset", "--checkpoint", "--resume"):
         assert flag in result.stdout
+
+
+# -- output files are checked before training ---------------------------------------------------
+
+def unwritable_folder(tmp_path):
+    """A folder where no file can be created, even by root (or skip)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "locked"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder
+    try:
+        fd, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        return Path("/sys")
+    os.close(fd)
+    os.unlink(probe)
+    pytest.skip("no folder here refuses new files to root")
+
+
+@pytest.mark.parametrize("flag, name", [("--save", "model.npz"), ("--checkpoint", "run.npz"),
+                                        ("--plot", "curves.png")])
+def test_an_unwritable_output_fails_before_training(tmp_path, flag, name):
+    target = unwritable_folder(tmp_path) / name
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run(QUICK + [flag, str(target)], work)
+    line = assert_one_line_error(result)
+    assert flag in line and str(target) in line and "cannot create a file" in line
+    assert "training" not in result.stdout
+    assert not list(work.iterdir())
+
+
+def test_an_existing_checkpoint_needs_resume_or_overwrite(tmp_path):
+    (tmp_path / "run.npz").write_bytes(b"a previous run")
+    result = run(QUICK + ["--checkpoint", "run.npz"], tmp_path)
+    line = assert_one_line_error(result)
+    assert "already exists" in line and "--resume" in line and "--overwrite" in line
+    assert (tmp_path / "run.npz").read_bytes() == b"a previous run"
+    result = run(QUICK + ["--hidden", "8", "--checkpoint", "run.npz", "--overwrite"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run.npz").read_bytes()[:2] == b"PK"   # this run's checkpoint
+
+
+@pytest.mark.parametrize("content", ["npy", "crafted"])
+def test_a_hostile_checkpoint_to_resume_is_one_line(tmp_path, content):
+    path = tmp_path / "run.npz"
+    if content == "npy":
+        with open(path, "wb") as handle:
+            np.save(handle, np.zeros(3))
+    else:   # JSON nested far beyond Python's recursion limit
+        text = '{"format": "mlp-training", "version": 1, "model": ' + "[" * 100_000 + \
+            "]" * 100_000 + "}"
+        np.savez(path, __meta__=np.array(text))
+    result = run(QUICK + ["--checkpoint", "run.npz", "--resume"], tmp_path)
+    line = assert_one_line_error(result)
+    assert "run.npz" in line
+
+
+def test_ctrl_c_before_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, monkeypatch,
+                                                                  capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MLP, "fit", interrupted)
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(QUICK + ["--checkpoint", "run.npz"])
+    assert status == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "no epoch finished, so the checkpoint run.npz was not written" in err
+    assert "holds" not in err and not (tmp_path / "run.npz").exists()
+
+
+def test_ctrl_c_after_an_epoch_points_to_the_checkpoint(tmp_path, monkeypatch, capsys):
+    def one_epoch_then_interrupted(self, *args, callback=None, checkpoint=None, **kwargs):
+        open(checkpoint, "wb").close()
+        callback(1, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MLP, "fit", one_epoch_then_interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(QUICK + ["--checkpoint", "run.npz"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "the checkpoint run.npz holds the last finished epoch (continue with --resume)" in err
+
+
+def test_a_model_too_large_for_memory_is_one_line(tmp_path):
+    result = run(["mnist", "--hidden", "100000000,100000000"], tmp_path)
+    line = assert_one_line_error(result)
+    assert "sizes=(784, 100000000, 100000000, 10)" in line and "narrower" in line
+    assert "training" not in result.stdout
