@@ -1,9 +1,14 @@
 """Crash safety, extreme values and concurrent use of the optimizers."""
 
+import io
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -203,3 +208,152 @@ def test_two_threads_equal_one_after_the_other(rule, dtype):
         thread.join()
     for index in range(2):
         assert np.array_equal(concurrent[index], sequential[index])
+
+
+# -- loading costs what the expected arrays need, whatever the file declares ---------------------
+
+BOMB_MIB = 512
+
+LOAD_AND_MEASURE = r"""
+import json, resource, sys
+import numpy as np
+import nbadam
+from nbadam import checkpoint
+
+folder, cases = sys.argv[1], json.loads(sys.argv[2])
+good = nbadam.Adam(np.zeros(10))
+good.load(folder + "/good-optimizer.npz")        # imports and first-call costs, measured out
+nbadam.MLP.load(folder + "/good-model.npz")
+loaders = {
+    "optimizer": lambda path: nbadam.Adam(np.zeros(10)).load(path),
+    "optimizer, size given": lambda path: checkpoint.load_optimizer(
+        path, ["exp_avg", "exp_avg_sq"], size=10, dtype=np.float64),
+    "model": lambda path: nbadam.MLP.load(path),
+    "resume": lambda path: nbadam.MLP((784, 8, 10)).fit(
+        np.zeros((4, 784)), np.zeros(4, int), epochs=1, progress=False, checkpoint=path,
+        resume=True),
+}
+result = {}
+for name, loader in cases:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        loader_result = loaders[loader](folder + "/" + name)
+        outcome = "loaded"
+    except ValueError as exc:
+        outcome = "ValueError" if name in str(exc) else "ValueError not naming the file"
+    except BaseException as exc:
+        outcome = type(exc).__name__
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    result[name] = [outcome, grown * (1 if sys.platform == "darwin" else 1024)]
+print(json.dumps(result))
+"""
+
+
+def add_member(path, name, header, body_mib=0, body=b""):
+    """Append ``name``: an .npy ``header`` and ``body_mib`` MiB of zeros, deflated."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(name, "w", force_zip64=True) as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            block = bytes(2**20)
+            for _ in range(body_mib):
+                handle.write(block)
+            handle.write(body)
+
+
+def without(path, name):
+    """Rewrite ``path`` without member ``name``."""
+    with zipfile.ZipFile(path) as archive:
+        kept = [(info, archive.read(info)) for info in archive.infolist()
+                if info.filename != name]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in kept:
+            archive.writestr(info.filename, data, compress_type=info.compress_type)
+
+
+def replace_meta(path, change):
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(str(np.load(io.BytesIO(archive.read("__meta__.npy")))))
+    without(path, "__meta__.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(json.dumps(change(meta))))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("__meta__.npy", buffer.getvalue())
+
+
+def zeros_header(shape, descr="<f8"):
+    return {"descr": descr, "fortran_order": False, "shape": shape}
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    nbadam.Adam(np.zeros(10)).save(folder / "good-optimizer.npz")
+    nbadam.MLP((784, 8, 10)).save(folder / "good-model.npz")
+    cases = []
+
+    def optimizer(name):
+        nbadam.Adam(np.zeros(10)).save(folder / name)
+        return folder / name
+
+    # An extra member of 512 MiB of zeros: a 0.5 MiB file.
+    for loader, make in [("optimizer", optimizer),
+                         ("model", lambda name: nbadam.MLP((784, 8, 10)).save(folder / name)
+                          or folder / name)]:
+        name = f"bomb-{loader}.npz"
+        add_member(make(name), "junk.npy", zeros_header((BOMB_MIB * 2**20,), "|u1"), BOMB_MIB)
+        cases.append((name, loader, BOMB_MIB * 2**20))
+    path = folder / "bomb-resume.npz"
+    nbadam.MLP((784, 8, 10)).fit(np.zeros((4, 784)), np.zeros(4, int), epochs=1,
+                                  progress=False, checkpoint=path)
+    add_member(path, "junk.npy", zeros_header((BOMB_MIB * 2**20,), "|u1"), BOMB_MIB)
+    cases.append((path.name, "resume", BOMB_MIB * 2**20))
+    # Expected members whose headers declare 8 TB, with metadata agreeing.
+    path = optimizer("declared-optimizer.npz")
+    replace_meta(path, lambda meta: {**meta, "size": 10**12})
+    for name in ("state.exp_avg.npy", "state.exp_avg_sq.npy"):
+        without(path, name)
+        add_member(path, name, zeros_header((10**12,)), body=bytes(4096))
+    cases.append((path.name, "optimizer", 2 * 8 * 10**12))
+    path = folder / "declared-model.npz"
+    nbadam.MLP((784, 8, 10)).save(path)
+    replace_meta(path, lambda meta: {**meta, "model": {**meta["model"],
+                                                       "sizes": [784, 10**6, 10**6, 10]}})
+    without(path, "params.npy")
+    count = 784 * 10**6 + 10**6 + 10**12 + 10**6 + 10**7 + 10
+    add_member(path, "params.npy", zeros_header((count,), "<f4"), body=bytes(4096))
+    cases.append((path.name, "model", 4 * count))
+    # Metadata declaring 1 GiB of text.
+    path = optimizer("meta-bomb.npz")
+    without(path, "__meta__.npy")
+    add_member(path, "__meta__.npy", zeros_header((), "<U268435456"), 1024)
+    cases.append((path.name, "optimizer", 2**30))
+    # Every member honest, each 256 MiB: only a caller that knows the size can refuse it.
+    path = optimizer("honest-but-huge.npz")
+    replace_meta(path, lambda meta: {**meta, "size": 2**25})
+    for name in ("state.exp_avg.npy", "state.exp_avg_sq.npy"):
+        without(path, name)
+    for name in ("state.exp_avg.npy", "state.exp_avg_sq.npy"):
+        add_member(path, name, zeros_header((2**25,)), 256)
+    cases.append((path.name, "optimizer, size given", 2 * 2**28))
+    return folder, cases
+
+
+def test_hostile_files_are_refused_without_the_memory_they_declare(hostile_files):
+    """Each file (at most 2 MiB) declares 512 MiB to 16 TB; loading any of them may use
+    32 MiB at most, and is a ValueError naming the file.
+
+    Measured in a fresh process (resident-memory high-water mark before and after each
+    load), so nothing this test process has allocated hides a peak.
+    """
+    folder, cases = hostile_files
+    for name, _, claimed in cases:
+        assert claimed >= 512 * 2**20 and os.path.getsize(folder / name) < 2 * 2**20, name
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, str(folder),
+                           json.dumps([case[:2] for case in cases])],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, (outcome, grown) in result.items():
+        assert outcome == "ValueError", (name, outcome)
+        assert grown < 32 * 2**20, (name, grown / 2**20)
