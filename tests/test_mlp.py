@@ -475,6 +475,9 @@ BAD_X = [
     (lambda x: x.astype(np.float16), TypeError, "dtype float16"),
     (lambda x: x > 0, TypeError, "dtype bool"),
     (lambda x: x.astype(str), TypeError, "dtype <U"),
+    (lambda x: np.where(x > 1, -1e39, x), ValueError, "beyond the range of float32"),
+    (lambda x: x.astype(x.dtype.newbyteorder()), TypeError, "non-native byte order"),
+    (lambda x: np.ma.masked_greater(x, 1.0), ValueError, "masked array with"),
 ]
 BAD_Y = [
     (lambda y: y[:-1], ValueError, r"y must have shape \(20,\)"),
@@ -482,7 +485,48 @@ BAD_Y = [
     (lambda y: np.where(y == 0, 3, y), ValueError, r"labels in \[0, 3\)"),
     (lambda y: y - 1, ValueError, r"= -1"),
     (lambda y: y.astype(np.float64), TypeError, "integer class labels"),
+    (lambda y: np.ma.masked_equal(y, 1), ValueError, "y is a masked array"),
 ]
+
+
+def test_values_at_the_edge_of_the_model_dtype_and_unmasked_arrays_are_accepted():
+    x, y = tiny_data(n=20, sizes=(5, 4, 3))
+    x[0, 0] = float(np.finfo(np.float32).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert MLP((5, 4, 3)).predict(x).shape == (20,)     # float32 holds it
+    x[0, 0] = 1e39
+    assert MLP((5, 4, 3), dtype=np.float64).predict(x).shape == (20,)
+    x[0, 0] = 0.5
+    model = MLP((5, 4, 3))
+    expected = model.predict(x)
+    plain = np.ma.masked_array(x, mask=np.zeros_like(x, dtype=bool))
+    np.testing.assert_array_equal(model.predict(plain), expected)
+    assert model.evaluate(plain, np.ma.masked_array(y)) == model.evaluate(x, y)
+
+
+def test_a_refused_checkpoint_target_trains_nothing(tmp_path):
+    x, y = tiny_data(n=20, sizes=(5, 4, 3))
+    for target, error in [(tmp_path / "missing" / "run.npz", FileNotFoundError),
+                          (tmp_path, IsADirectoryError)]:
+        model = MLP((5, 4, 3))
+        params = model.params.copy()
+        calls = []
+        with pytest.raises(error, match="checkpoint"):
+            model.fit(x, y, epochs=2, progress=False, checkpoint=target,
+                      callback=lambda *args: calls.append(args))  # noqa: B023
+        np.testing.assert_array_equal(model.params, params)
+        assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_load_refuses_a_description_that_does_not_match_its_parameters(tmp_path):
+    path = tmp_path / "model.npz"
+    MLP((5, 4, 3)).save(path)
+    meta, arrays = nbadam.checkpoint.load_npz(path, kind="mlp", keys={"params"})
+    for change in ({"sizes": [5, 4, 4]}, {"dtype": "float64"}, {"sizes": [5, 10**9, 3]}):
+        nbadam.checkpoint.save_npz(path, arrays, {**meta, "model": {**meta["model"],
+                                                                    **change}})
+        with pytest.raises(ValueError, match=r"model.npz: array 'params' is \(39,\) float32"):
+            MLP.load(path)
 
 
 def check_refused(model, call, error, message, *arrays):

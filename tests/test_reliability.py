@@ -87,6 +87,9 @@ def test_checkpoint_survives_sigkill_at_random_moments(tmp_path, monkeypatch):
         seen_steps.append(restored.step_count)
     assert max(seen_steps) > 0
     assert sorted(seen_steps) == seen_steps      # each run continued the last
+    # A kill during a save leaves its temporary file; the next save of the file removes it.
+    nbadam.NAdam(np.zeros(CRASH_SIZE), lr=1e-2).save(path)
+    assert os.listdir(tmp_path) == ["opt.npz"]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
