@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _peers
+from .scripts import _peers
 
 SIZES = [1_000, 100_000, 10_000_000]
 DTYPES = ["float32", "float64"]

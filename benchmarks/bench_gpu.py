@@ -14,7 +14,7 @@ import ctypes.util
 
 import numpy as np
 
-from . import _peers
+from .scripts import _peers
 
 # asv starts a process for every parameter combination, even one whose setup
 # only skips.  Where no CUDA driver library exists at all, the grid collapses to

@@ -41,7 +41,7 @@ def _square_grad(x):
 
 def _njit_rosenbrock():
     """Rosenbrock and its gradient as Numba functions (shared with ``minimize_speed``)."""
-    from .minimize_speed import rosen_der_nb, rosen_nb
+    from .scripts.minimize_speed import rosen_der_nb, rosen_nb
 
     return rosen_nb, rosen_der_nb
 

@@ -5,8 +5,8 @@
 #
 # 1. the GPU tests: CUDA kernels vs CPU kernels, minimize on the device,
 #    PyTorch/CuPy interop against torch.optim, the float32 PTX check;
-# 2. python -m benchmarks.gpu_step (float32, then float64), the table;
-# 3. the GPU table of python -m benchmarks.compare (compare_gpu.md/.png);
+# 2. python -m benchmarks.scripts.gpu_step (float32, then float64), the table;
+# 3. the GPU table of python -m benchmarks.scripts.compare (compare_gpu.md/.png);
 # 4. when asv is importable and nbadam is installed in this Python, one quick
 #    pass of the GPU asv benchmarks in this environment (asv run -E existing;
 #    ASV=0 leaves it out).
@@ -60,11 +60,11 @@ EOF
 
 step tests tests.log "$python" -m pytest -q -rs -p no:cacheprovider \
     tests/test_cuda.py tests/test_minimize_cuda.py tests/test_cuda_interop.py
-step gpu_step_float32 gpu_step_float32.md "$python" -m benchmarks.gpu_step \
+step gpu_step_float32 gpu_step_float32.md "$python" -m benchmarks.scripts.gpu_step \
     --json "$out/gpu_step_float32.json"
-step gpu_step_float64 gpu_step_float64.md "$python" -m benchmarks.gpu_step --dtype float64 \
+step gpu_step_float64 gpu_step_float64.md "$python" -m benchmarks.scripts.gpu_step --dtype float64 \
     --sizes 1e6 1e7 1e8 --json "$out/gpu_step_float64.json"
-step compare compare.log "$python" -m benchmarks.compare --no-cpu \
+step compare compare.log "$python" -m benchmarks.scripts.compare --no-cpu \
     --sizes 1e3 1e4 1e5 1e6 1e7 1e8 --out "$out"
 
 if [[ ${ASV:-1} == 0 ]]; then

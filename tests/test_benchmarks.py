@@ -1,4 +1,4 @@
-"""The benchmark suite runs: every asv class once at its smallest size, and compare.py.
+"""The benchmark suite runs: every asv class once at its smallest size, and the comparison script.
 
 No timing is checked, only that setup, each ``time_``/``track_``/``peakmem_``
 method and the comparison script run and produce what they promise.  Classes
@@ -83,7 +83,7 @@ def test_asv_class_runs(module, cls, monkeypatch):
 
 
 def test_step_bytes():
-    from benchmarks import _peers
+    from benchmarks.scripts import _peers
 
     assert _peers.step_bytes("adam", np.float32) == 28
     assert _peers.step_bytes("amsgrad", np.float32) == 36
@@ -93,7 +93,7 @@ def test_step_bytes():
 
 def test_numpy_peer_matches_nbadam():
     import nbadam
-    from benchmarks import _peers
+    from benchmarks.scripts import _peers
 
     peer = _peers.NumpyAdam(257, np.float64)
     params = peer.params.copy()
@@ -105,7 +105,7 @@ def test_numpy_peer_matches_nbadam():
 
 
 def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
-    from benchmarks import compare
+    from benchmarks.scripts import compare
 
     # Keep the process's OpenMP set-up as it is (compare restores an unset policy).
     monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
@@ -134,14 +134,15 @@ def _run(args, tmp_path, **env):
 def test_compare_with_torch(tmp_path):
     # A process of its own: importing torch here would load its OpenMP runtime
     # into the test process and change how later tests pick Numba's threads.
-    _run(["-m", "benchmarks.compare", "--sizes", "1000", "--repeat", "2", "--min-time", "0.001",
-          "--out", str(tmp_path), "--no-gpu"], tmp_path)
+    _run(["-m", "benchmarks.scripts.compare", "--sizes", "1000", "--repeat", "2",
+          "--min-time", "0.001", "--out", str(tmp_path), "--no-gpu"], tmp_path)
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
     assert "torch_fused" in text and "nbadam / torch fused" in text
 
 
 GPU_SCRIPT = """
-from benchmarks import _peers, bench_gpu
+from benchmarks import bench_gpu
+from benchmarks.scripts import _peers
 
 def one_call(step, repeat=5, min_time=0.0, sync=lambda: None):
     # A simulated step takes a good fraction of a second: time one.
@@ -157,7 +158,7 @@ for cls, args in [(bench_gpu.Step, ("adam", "float32", 1000)),
             getattr(bench, name)(*args)
     bench.teardown(*args)
 print("gpu benchmarks ran")
-from benchmarks import compare
+from benchmarks.scripts import compare
 compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
               "--no-torch"])
 """

@@ -18,7 +18,7 @@ warms up so that no peer's first-call cost lands in a timing.
   Adam step, the GPU's yardstick.
 
 The module also holds the traffic model (:func:`step_bytes`) and the timing
-helpers shared by the asv suite and :mod:`benchmarks.compare`.
+helpers shared by the asv suite and :mod:`benchmarks.scripts.compare`.
 """
 
 from __future__ import annotations

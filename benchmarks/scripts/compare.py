@@ -20,8 +20,8 @@ the markdown.
 
 Usage::
 
-    python -m benchmarks.compare [--sizes 1e3 1e4 ...] [--repeat 15]
-                                 [--dtype float32] [--out docs/performance]
+    python -m benchmarks.scripts.compare [--sizes 1e3 1e4 ...] [--repeat 15]
+                                         [--dtype float32] [--out docs/performance]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scripts.compare",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=_size, nargs="+", default=SIZES,
                         help="vector lengths (1e6 allowed); default: %(default)s")
@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     dtype = np.dtype(args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.compare " + " ".join(argv if argv is not None
-                                                          else sys.argv[1:])
+    command = "python -m benchmarks.scripts.compare " + " ".join(
+        argv if argv is not None else sys.argv[1:])
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
     # Each library gets the thread set-up it has in a program of its own:

@@ -22,8 +22,8 @@ the same launch through Numba's dispatcher and of torch's fused step.
 
 Usage::
 
-    python -m benchmarks.gpu_step [--sizes 1e5 1e6 1e7 1e8] [--dtype float32]
-                                  [--rounds 9] [--json results.json]
+    python -m benchmarks.scripts.gpu_step [--sizes 1e5 1e6 1e7 1e8] [--dtype float32]
+                                          [--rounds 9] [--json results.json]
 
 Needs an NVIDIA GPU visible to ``numba.cuda``; exits with a message otherwise.
 """

@@ -23,7 +23,7 @@ Two measurements, every peer in this one process, repeats interleaved
    point (the nbadam paths agree bit for bit; the others follow the same
    Adam within rounding).
 
-Usage: ``python -m benchmarks.minimize_speed [--repeat 7] [--steps 10000]``
+Usage: ``python -m benchmarks.scripts.minimize_speed [--repeat 7] [--steps 10000]``
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ and, in a second column, with ``fused=True``.  nbadam's loop is the public
 
 Usage::
 
-    python -m benchmarks.mlp_vs_torch [--threads N] [--rounds 3] [--epochs 2]
-    python -m benchmarks.mlp_vs_torch --memory   # peak memory of a 10-epoch fit
-    python -m benchmarks.mlp_vs_torch --ops      # fused kernels vs NumPy, per call
+    python -m benchmarks.scripts.mlp_vs_torch [--threads N] [--rounds 3] [--epochs 2]
+    python -m benchmarks.scripts.mlp_vs_torch --memory   # peak memory of a 10-epoch fit
+    python -m benchmarks.scripts.mlp_vs_torch --ops      # fused kernels vs NumPy, per call
 """
 
 from __future__ import annotations
@@ -312,8 +312,8 @@ def _spawn(args: list[str], threads: int) -> dict:
     for name in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         env[name] = str(threads)
-    result = subprocess.run([sys.executable, "-m", "benchmarks.mlp_vs_torch", *args],
-                            env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.scripts.mlp_vs_torch",
+                             *args], env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"worker {args} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -20,7 +20,8 @@ least disturbed one).
 
 Usage::
 
-    python -m benchmarks.mpi_scaling [--epochs 2] [--rounds 1] [--subset N] [--markdown PATH]
+    python -m benchmarks.scripts.mpi_scaling [--epochs 2] [--rounds 1] [--subset N]
+                                             [--markdown PATH]
 
 Needs ``pip install 'nbadam[mpi]'``.
 """
@@ -35,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 SIZES = (784, 256, 128, 10)
 BATCH = 128
@@ -133,10 +135,11 @@ def _mpiexec() -> str:
 def _run(ranks: int, threads: int, shard: bool, args: argparse.Namespace) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.fspath(Path(__file__).resolve().parents[2])  # the checkout, for -m
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "benchmarks.mpi_scaling",
-               "--worker", "--epochs", str(args.epochs), "--subset", str(args.subset or 0)]
+    command = [_mpiexec(), "-n", str(ranks), sys.executable, "-m",
+               "benchmarks.scripts.mpi_scaling", "--worker", "--epochs", str(args.epochs),
+               "--subset", str(args.subset or 0)]
     if shard:
         command.append("--shard")
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
@@ -170,7 +173,7 @@ def _table(results: dict[str, list[dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.mpi_scaling",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scripts.mpi_scaling",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (default 2)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of all runs (default 1)")

@@ -4,7 +4,7 @@ Both policies scan the gradient for NaN and infinity (one fused, read-only pass
 over ``grad``: 4 or 8 more bytes per element on top of the step's 28 or 56)
 before the update.  The three policies are timed interleaved on the same data.
 
-Usage: ``python -m benchmarks.nonfinite_cost [--repeat 15]``
+Usage: ``python -m benchmarks.scripts.nonfinite_cost [--repeat 15]``
 """
 
 from __future__ import annotations

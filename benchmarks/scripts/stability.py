@@ -5,7 +5,9 @@ steps on a 1e6-element float32 vector, sampling the resident set size (RSS)
 and tracemalloc's traced Python memory at the start (after warm-up), middle
 and end.  Prints a markdown table.
 
-Usage: ``python -m benchmarks.stability [--small-steps 1000000] [--large-steps 100000]``
+Usage::
+
+    python -m benchmarks.scripts.stability [--small-steps 1000000] [--large-steps 100000]
 """
 
 from __future__ import annotations

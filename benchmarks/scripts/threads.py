@@ -5,7 +5,7 @@ process's first parallel launch).  One iteration is three float32 BLAS matrix
 products of an MLP layer (batch 128, 784x256) followed by one parallel Adam
 step over 235,146 parameters -- the inner loop of MNIST training.
 
-Usage: ``python -m benchmarks.threads [--repeat 7]``
+Usage: ``python -m benchmarks.scripts.threads [--repeat 7]``
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items()
                if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
         env.update(extra)
-        out = subprocess.run([sys.executable, "-m", "benchmarks.threads", "--child",
+        out = subprocess.run([sys.executable, "-m", "benchmarks.scripts.threads", "--child",
                               "--repeat", str(args.repeat)], env=env, check=True,
                              capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])

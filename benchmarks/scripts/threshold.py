@@ -4,7 +4,7 @@ Times the serial and the parallel build of the float32 and float64 Adam kernel
 at sizes around the threshold, interleaved, and prints medians and the ratio.
 ``nbadam._config.PARALLEL_MIN_SIZE`` is set from this measurement.
 
-Usage: ``python -m benchmarks.threshold [--repeat 15]``
+Usage: ``python -m benchmarks.scripts.threshold [--repeat 15]``
 """
 
 from __future__ import annotations
