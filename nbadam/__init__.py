@@ -3,7 +3,8 @@
 Public names:
 
 * optimizers over one flat vector: :class:`Adam`, :class:`AdamW`, :class:`NAdam`,
-  :class:`Adamax`, :class:`RAdam` (CPU, or ``device="cuda"``);
+  :class:`Adamax`, :class:`RAdam` (CPU, or ``device="cuda"``), one per rule of
+  :mod:`nbadam.rules`, the registry every entry point reads;
 * :mod:`nbadam.schedules`, learning-rate schedules;
 * :func:`minimize`, a drop-in for ``scipy.optimize.minimize``, and
   :func:`scipy_method`, the same solver as a callable ``method=`` for SciPy;
@@ -12,7 +13,7 @@ Public names:
 * :mod:`nbadam.checkpoint`, atomic pickle-free ``.npz`` files.
 """
 
-from . import checkpoint, datasets, schedules
+from . import checkpoint, datasets, rules, schedules
 from .minimize import minimize, scipy_method, show_options
 from .nn import MLP
 from .optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
@@ -21,6 +22,6 @@ __all__ = [
     "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "Optimizer",
     "minimize", "scipy_method", "show_options",
     "MLP",
-    "schedules", "datasets", "checkpoint",
+    "rules", "schedules", "datasets", "checkpoint",
 ]
 __version__ = "0.1.0"

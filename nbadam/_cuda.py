@@ -14,7 +14,8 @@ Arrays
     stream when it makes the view, as the interface asks.
 
 Launches
-    Every kernel runs on Numba's default stream and returns at once (through
+    :func:`step` takes the update (:class:`nbadam.rules.Update`), not its
+    name.  Every kernel runs on Numba's default stream and returns at once (through
     the driver with a prepared argument buffer where
     :mod:`nbadam._cuda_driver` applies, else through Numba's dispatcher); only
     the non-finite check (``nonfinite="skip"`` or ``"raise"``) and copies to
@@ -90,8 +91,8 @@ def _multiprocessors() -> int | None:
 
 
 # -- launches ------------------------------------------------------------------
-def step(rule: str, size: int, *args: Any) -> None:
-    """Launch kernel ``rule`` of :mod:`nbadam._kernels.cuda` on device arrays ``args``.
+def step(update: Any, size: int, *args: Any) -> None:
+    """Launch the kernel of ``update`` (or ``"first_nonfinite"``) on device arrays ``args``.
 
     Through the driver with a reused argument buffer where
     :mod:`nbadam._cuda_driver` applies, else through the Numba dispatcher.
@@ -100,27 +101,27 @@ def step(rule: str, size: int, *args: Any) -> None:
         return
     blocks, threads = grid(size)
     dtype = args[0].dtype
-    direct = _DRIVER_KERNELS.get((rule, dtype), _UNSET)
+    direct = _DRIVER_KERNELS.get((update, dtype), _UNSET)
     if direct is _UNSET:
-        direct = driver_kernel(rule, dtype)
+        direct = driver_kernel(update, dtype)
     if direct is None or not direct.launch(blocks, threads, args):
-        _kernels.kernel(rule, dtype)[blocks, threads](*args)
+        _kernels.kernel(update, dtype)[blocks, threads](*args)
 
 
 _UNSET = object()
-_DRIVER_KERNELS: dict[tuple[str, np.dtype], Any] = {}
+_DRIVER_KERNELS: dict[tuple[Any, np.dtype], Any] = {}
 
 
-def driver_kernel(rule: str, dtype: np.dtype) -> Any:
-    """The :class:`~nbadam._cuda_driver.DriverKernel` of ``rule`` for ``dtype``, or None
+def driver_kernel(update: Any, dtype: np.dtype) -> Any:
+    """The :class:`~nbadam._cuda_driver.DriverKernel` of ``update`` for ``dtype``, or None
     where launches go through the dispatcher (the simulator, another CUDA binding,
     several GPUs, ...).  Compiles the kernel on first use."""
-    key = (rule, np.dtype(dtype))
+    key = (update, np.dtype(dtype))
     if key not in _DRIVER_KERNELS:
         direct = None
         if not simulated() and _cuda_driver.available() is None:
             try:
-                direct = _cuda_driver.DriverKernel(_kernels.kernel(rule, dtype))
+                direct = _cuda_driver.DriverKernel(_kernels.kernel(update, dtype))
             except _cuda_driver.Unsupported:
                 direct = None
         _DRIVER_KERNELS[key] = direct

@@ -9,6 +9,11 @@ lays out a kernel's parameters once, as Numba's kernels receive them (each
 1-D array as seven fields: meminfo, parent, length, itemsize, data pointer,
 shape, stride; each scalar as its C type), and at each launch rewrites only
 the values (data pointers, lengths, scalars) before one ``cuLaunchKernel``.
+A tuple argument (an update's state arrays, its scalars) is laid out as its
+elements one after the other, as Numba flattens it; the first launch compares
+the whole buffer with what Numba's own argument preparation makes for the
+same arguments and, if they differ in any byte, gives the kernel back to the
+dispatcher for good.
 
 It is used only where it is known to do what the dispatcher does:
 numba-cuda on ``cuda.bindings``, a single visible GPU, Numba's legacy
@@ -79,17 +84,17 @@ class DriverKernel:
         elif not isinstance(handle, _driver.CUfunction):
             raise Unsupported(f"unknown kernel handle {type(handle).__name__}")
         self._function = handle
+        self._overload = overload
         self._stream = _driver.CUstream(0)
         self._lock = threading.Lock()
-        # Per argument: None for a scalar (its slot takes the value) or the
-        # array's (dtype, length slot, data slot, shape slot).
-        self._kinds: list[tuple | None] = []
-        self._slots: list[Any] = []
+        self._checked = False
+        self._broken = False
+        # Per argument: its kind (see _layout) and the ctypes values to rewrite.
+        self._kinds: list[Any] = []
         values: list[Any] = []
         for argtype in overload.argument_types:
-            kind, slot, fields = _layout(argtype)
+            kind, fields = _layout(argtype)
             self._kinds.append(kind)
-            self._slots.append(slot)
             values.extend(fields)
         self._values = values  # the buffer points into these: keep them alive
         self._pointers = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
@@ -97,31 +102,70 @@ class DriverKernel:
 
     def launch(self, blocks: int, threads: int, args: tuple) -> bool:
         """Queue one launch on the default stream; False if it must go through the dispatcher."""
-        if len(args) != len(self._kinds):
+        if self._broken or len(args) != len(self._kinds):
             return False
         with self._lock:
-            for kind, slot, arg in zip(self._kinds, self._slots, args, strict=True):
-                if kind is None:
-                    slot.value = arg
-                    continue
-                dtype, length, data, shape = kind
-                if arg.dtype != dtype or len(arg.shape) != 1 or not arg.flags["C_CONTIGUOUS"]:
+            if not all(_fill(kind, arg) for kind, arg in zip(self._kinds, args, strict=True)):
+                return False
+            if not self._checked:
+                if not self._same_as_numba(args):
+                    self._broken = True
                     return False
-                length.value = shape.value = arg.shape[0]
-                data.value = arg.device_ctypes_pointer.value
+                self._checked = True
             (err,) = _driver.cuLaunchKernel(self._function, blocks, 1, 1, threads, 1, 1, 0,
                                             self._stream, self._address, 0)
         return err == _driver.CUresult.CUDA_SUCCESS
+
+    def _same_as_numba(self, args: tuple) -> bool:
+        """Whether the buffer holds, byte for byte, what Numba would pass for ``args``."""
+        try:
+            retr: list[Any] = []
+            kernelargs: list[Any] = []
+            for argtype, arg in zip(self._overload.argument_types, args, strict=True):
+                self._overload._prepare_args(argtype, arg, 0, retr, kernelargs)
+            theirs = [bytes(value) for value in kernelargs]
+        except Exception:  # another Numba version: trust only the dispatcher
+            return False
+        return theirs == [bytes(value) for value in self._values]
+
+
+def _fill(kind: Any, arg: Any) -> bool:
+    """Write ``arg`` into the slots of ``kind``; False if ``arg`` does not fit them."""
+    tag, *rest = kind
+    if tag == "scalar":
+        rest[0].value = arg
+        return True
+    if tag == "tuple":
+        return (isinstance(arg, tuple) and len(arg) == len(rest[0])
+                and all(_fill(k, a) for k, a in zip(rest[0], arg, strict=True)))
+    dtype, length, data, shape = rest
+    if (getattr(arg, "dtype", None) != dtype or len(arg.shape) != 1
+            or not arg.flags["C_CONTIGUOUS"]):
+        return False
+    length.value = shape.value = arg.shape[0]
+    data.value = arg.device_ctypes_pointer.value
+    return True
 
 
 _SCALARS = {"float32": ctypes.c_float, "float64": ctypes.c_double, "int64": ctypes.c_int64,
             "bool": ctypes.c_bool}
 
 
-def _layout(argtype: Any) -> tuple[tuple | None, Any, list[Any]]:
-    """(kind, slot, parameter fields) of one kernel argument type."""
+def _layout(argtype: Any) -> tuple[tuple, list[Any]]:
+    """(kind, parameter fields) of one kernel argument type.
+
+    The kind is ``("scalar", slot)``, ``("array", dtype, length, data, shape)``
+    or ``("tuple", [kinds])``; the slots are the fields :func:`_fill` rewrites.
+    """
     from numba import types as nbtypes
 
+    if isinstance(argtype, nbtypes.BaseTuple):
+        kinds, fields = [], []
+        for item in argtype:
+            kind, item_fields = _layout(item)
+            kinds.append(kind)
+            fields.extend(item_fields)
+        return ("tuple", kinds), fields
     if isinstance(argtype, nbtypes.Array):
         if argtype.ndim != 1 or argtype.layout != "C":
             raise Unsupported(f"array argument {argtype}")
@@ -129,9 +173,9 @@ def _layout(argtype: Any) -> tuple[tuple | None, Any, list[Any]]:
         length, data, shape = ctypes.c_int64(0), ctypes.c_void_p(0), ctypes.c_int64(0)
         fields = [ctypes.c_void_p(0), ctypes.c_void_p(0), length,
                   ctypes.c_int64(dtype.itemsize), data, shape, ctypes.c_int64(dtype.itemsize)]
-        return (dtype, length, data, shape), None, fields
+        return ("array", dtype, length, data, shape), fields
     name = "bool" if argtype == nbtypes.boolean else str(argtype)
     if name not in _SCALARS:
         raise Unsupported(f"scalar argument {argtype}")
     slot = _SCALARS[name]()
-    return None, slot, [slot]
+    return ("scalar", slot), [slot]

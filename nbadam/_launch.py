@@ -1,7 +1,8 @@
 """Launchers: the one place that chooses serial, parallel or GPU execution.
 
-The optimizers call :func:`cpu` with a kernel pair from
-:mod:`nbadam._kernels.cpu`, the arrays and the scalars.  Vectors shorter than
+The optimizers call :func:`step` with an update (:class:`nbadam.rules.Update`),
+the arrays and the scalars; :func:`cpu` runs a kernel pair of
+:mod:`nbadam._kernels.cpu`.  Vectors shorter than
 ``_config.PARALLEL_MIN_SIZE`` run the serial build (a parallel launch costs a
 thread wake-up that a short vector does not repay); longer ones run the
 parallel build.
@@ -10,6 +11,7 @@ parallel build.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -44,16 +46,18 @@ def cpu(kernel: _cpu._Pair, size: int, *args):
     return kernel.serial(*args)
 
 
-def step(rule: str, size: int, *args, device: str = "cpu") -> None:
-    """Run update rule ``rule`` (a kernel name in :mod:`nbadam._kernels.cpu`).
+def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: tuple,
+         device: str = "cpu") -> None:
+    """One fused launch of ``update``'s kernel: ``param`` and ``state`` updated in place.
 
-    With ``device="cuda"`` the arguments are device arrays and the rule's twin
-    in :mod:`nbadam._kernels.cuda` runs on the GPU.
+    ``state`` is the tuple of the update's state arrays (in its order) and
+    ``scalars`` the tuple of its per-step scalars in the arrays' dtype.  With
+    ``device="cuda"`` the arrays are device arrays and the CUDA kernel runs.
     """
     if device == "cuda":
-        cuda_launcher().step(rule, size, *args)
+        cuda_launcher().step(update, size, param, grad, state, scalars)
         return
-    cpu(getattr(_cpu, rule), size, *args)
+    cpu(_cpu.kernels(update), size, param, grad, state, scalars)
 
 
 def all_finite(x, device: str = "cpu") -> bool:

@@ -41,6 +41,7 @@ array([1., 2.])
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import zlib
@@ -303,8 +304,8 @@ class ShardedOptimizer:
     Parameters
     ----------
     optimizer_class : type
-        An nbadam optimizer class: :class:`~nbadam.Adam`, :class:`~nbadam.AdamW`,
-        :class:`~nbadam.NAdam`, :class:`~nbadam.Adamax` or :class:`~nbadam.RAdam`.
+        An nbadam optimizer class, such as :class:`~nbadam.Adam` (any class of
+        :func:`nbadam.optimizers.optimizer_class`).
     params : numpy.ndarray
         The full flat parameter vector, the same on every rank, updated in place.
     comm : mpi4py.MPI.Intracomm
@@ -370,9 +371,10 @@ class ShardedOptimizer:
 
     # -- delegation to the optimizer over the slice ---------------------------
     def __getattr__(self, name: str) -> Any:
+        # The hyperparameters and running scalars of the rule, read through to the slice's
+        # optimizer; the rest of Optimizer's surface is delegated below the class.
         local = self.__dict__.get("_local")
-        if local is not None and (name in local._hyper_names or name in local._scalar_state
-                                  or name == "amsgrad"):
+        if local is not None and (name in local._hyper_names or name in local._scalar_state):
             return getattr(local, name)
         raise AttributeError(f"ShardedOptimizer has no attribute {name!r}")
 
@@ -407,39 +409,6 @@ class ShardedOptimizer:
     def params(self) -> np.ndarray:
         """The full parameter vector, identical on every rank after each :meth:`step`."""
         return self._params
-
-    @property
-    def device(self) -> str:
-        """Always ``"cpu"``."""
-        return "cpu"
-
-    @property
-    def state(self) -> dict[str, np.ndarray]:
-        """This rank's state arrays (views of its slice), by torch's names."""
-        return self._local.state
-
-    @property
-    def step_count(self) -> int:
-        """Steps applied (the same on every rank)."""
-        return self._local.step_count
-
-    @property
-    def skipped_steps(self) -> int:
-        """Steps skipped for a non-finite gradient (``nonfinite="skip"``)."""
-        return self._local.skipped_steps
-
-    @property
-    def last_lr(self) -> float | None:
-        """The learning rate of the last applied step."""
-        return self._local.last_lr
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The hyperparameters, by keyword name (those of :attr:`local`)."""
-        return self._local.hyperparameters()
-
-    def current_lr(self) -> float:
-        """The learning rate the next :meth:`step` will use."""
-        return self._local.current_lr()
 
     def state_memory_bytes(self) -> int:
         """Bytes of optimizer state held by this rank (about 1/size of the unsharded state)."""
@@ -595,6 +564,34 @@ class ShardedOptimizer:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: {exc}") from None
+
+
+#: Members of :class:`~nbadam.Optimizer` a ShardedOptimizer answers for this rank's
+#: slice exactly as the optimizer over that slice does.
+_DELEGATED = ("device", "state", "step_count", "skipped_steps", "last_lr", "hyperparameters",
+              "current_lr")
+_DELEGATED_DOCS = {
+    "step_count": "Steps applied (the same on every rank).",
+    "skipped_steps": "Steps skipped for a non-finite gradient (``nonfinite=\"skip\"``).",
+    "last_lr": "The learning rate of the last applied step.",
+}
+
+
+def _delegate(name: str) -> Any:
+    """A member of ShardedOptimizer that reads ``name`` of :attr:`ShardedOptimizer.local`."""
+    member = getattr(Optimizer, name, None)
+    if callable(member):
+        @functools.wraps(member)
+        def method(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self._local, name)(*args, **kwargs)
+        return method
+    doc = member.__doc__ if isinstance(member, property) else _DELEGATED_DOCS[name]
+    return property(lambda self: getattr(self._local, name), doc=doc)
+
+
+for _name in _DELEGATED:
+    setattr(ShardedOptimizer, _name, _delegate(_name))
+del _name
 
 
 @contextlib.contextmanager

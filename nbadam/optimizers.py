@@ -1,49 +1,80 @@
-"""Adam, AdamW, NAdam, Adamax and RAdam over one flat parameter vector.
+"""Optimizers over one flat parameter vector, one class per rule of :mod:`nbadam.rules`.
 
-Each class validates its hyperparameters once, holds the optimizer state
-(torch's names: ``exp_avg``, ``exp_avg_sq``, ...), computes the per-step
-scalars on the host in float64 and hands one fused kernel launch to
-:mod:`nbadam._launch`.  The update rules are those of ``torch.optim``.
+:class:`Optimizer` does everything: it validates the hyperparameters its
+rule declares, holds the state arrays the rule's update names (torch's
+names: ``exp_avg``, ``exp_avg_sq``, ...) and its running scalars, and on
+each :meth:`~Optimizer.step` calls the update's scalar function on the host
+(float64, then cast once to the parameters' dtype) and hands one fused
+kernel launch to :mod:`nbadam._launch`.  The classes below only give each
+rule its documented signature; :func:`optimizer_class` makes a class for any
+registered rule, including one a user registers.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _launch, _validate, checkpoint, schedules
+from . import _launch, _validate, checkpoint, rules, schedules
 
-__all__ = ["Optimizer", "Adam", "AdamW", "NAdam", "Adamax", "RAdam"]
+__all__ = ["Optimizer", "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "optimizer_class"]
 
 LearningRate = float | Callable[[int], float]
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
+#: Keyword arguments every optimizer takes besides its rule's hyperparameters.
+_COMMON = ("maximize", "nonfinite")
+_CLASSES: dict[str, type[Optimizer]] = {}
 
 
 class _Hyper:
-    """A hyperparameter attribute validated on every assignment."""
+    """A hyperparameter attribute, validated by the rule on every assignment."""
 
-    def __init__(self, check: Callable[[str, Any], Any]):
-        self.check = check
-
-    def __set_name__(self, owner, name):
-        self.name, self.slot = name, "_" + name
+    def __init__(self, name: str):
+        self.name = name
 
     def __get__(self, obj, objtype=None):
-        return self if obj is None else getattr(obj, self.slot)
+        return self if obj is None else obj._values[self.name]
 
     def __set__(self, obj, value):
-        setattr(obj, self.slot, self.check(self.name, value))
+        obj._values[self.name] = obj._check(self.name, value)
+        obj._hyper = None
+
+
+class _Fixed(_Hyper):
+    """A hyperparameter that chooses the update (and so the state): fixed at construction."""
+
+    def __set__(self, obj, value):
+        raise AttributeError(f"{self.name} is fixed at construction (it chooses the state "
+                             f"arrays); build a new {type(obj).__name__} to change it")
+
+
+class _Running:
+    """A running scalar of the rule (NAdam's ``mu_product``), kept in float64."""
+
+    def __init__(self, index: int, name: str):
+        self.index, self.name = index, name
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else float(obj._running[self.index])
+
+    def __set__(self, obj, value):
+        obj._running[self.index] = _validate.real(self.name, value)
+
+
+def _check_nonfinite(name: str, value: Any) -> str:
+    return _validate.choice(name, value, NONFINITE_POLICIES)
 
 
 class Optimizer:
     """Base class: state, hyperparameters, ``step`` and checkpoints.
 
-    Subclasses set ``_state_names`` (the per-element state arrays) and
-    implement ``_launch_step(grad, lr, t)``.  Use a concrete class such as
-    :class:`Adam`; every one of them has the methods and attributes below.
+    A subclass sets ``rule``, a :class:`nbadam.rules.Rule`; its
+    hyperparameters become validated attributes.  Use a concrete class such
+    as :class:`Adam` (or :func:`optimizer_class` for any registered rule);
+    every one of them has the methods and attributes below.
 
     Examples
     --------
@@ -60,39 +91,70 @@ class Optimizer:
     ['exp_avg', 'exp_avg_sq']
     """
 
-    _state_names: tuple[str, ...] = ()
-    _scalar_state: tuple[str, ...] = ()
-    _hyper_names: tuple[str, ...] = ()
+    rule: ClassVar[rules.Rule | None] = None
+    maximize = _Hyper("maximize")
+    nonfinite = _Hyper("nonfinite")
 
-    lr = _Hyper(lambda name, value: _validate.learning_rate(value))
-    betas = _Hyper(lambda name, value: _validate.betas(value))
-    eps = _Hyper(_validate.nonnegative)
-    weight_decay = _Hyper(_validate.nonnegative)
-    maximize = _Hyper(_validate.flag)
-    nonfinite = _Hyper(lambda name, value: _validate.choice(name, value, NONFINITE_POLICIES))
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        rule = cls.__dict__.get("rule")
+        if rule is None:
+            return
+        for name in rule.defaults:
+            setattr(cls, name, (_Fixed if name in rule.structural else _Hyper)(name))
+        for index, name in enumerate(rule.running):
+            setattr(cls, name, _Running(index, name))
+        _CLASSES.setdefault(cls.__name__, cls)
 
-    def __init__(self, params: np.ndarray, device: str = "cpu", **hyperparameters: Any):
+    def __init__(self, params: np.ndarray, *, maximize: bool = False,
+                 nonfinite: str = "propagate", device: str = "cpu", **hyperparameters: Any):
+        rule = self.rule
+        if rule is None:
+            raise TypeError("Optimizer is a base class: use a rule's class such as "
+                            "nbadam.Adam, or nbadam.optimizers.optimizer_class(name)")
+        unknown = [name for name in hyperparameters if name not in rule.defaults]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; its hyperparameters are "
+                            f"{', '.join(rule.defaults)}")
         self._device = _validate.device(device)
+        # Validate every hyperparameter before touching the parameters.
+        values = {name: self._check(name, value) for name, value in
+                  {**rule.defaults, **hyperparameters, "maximize": maximize,
+                   "nonfinite": nonfinite}.items()}
         if self._device == "cuda":
             public, params = _launch.cuda_launcher().params_vector(params)
         else:
             params = public = _validate.params_vector(params)
-        for name, value in hyperparameters.items():
-            setattr(self, name, value)
+        self._values = values
+        self._hyper = None
+        self._update = rule.update(values)
         self._params = params
         self._public_params = public
         self._dtype = params.dtype
         self._size = params.size
         self._scalar_buffer = (None if params.dtype == np.float64
-                               else np.empty(16, dtype=params.dtype))
+                               else np.empty(len(self._update.scalar_names), dtype=params.dtype))
         self.step_count = 0
         self.skipped_steps = 0
         self.last_lr: float | None = None
+        self._running = np.array(list(rule.running.values()), dtype=np.float64)
         self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
-                       for name in self._active_state()}
+                       for name in self._update.state}
+        self._state_arrays = tuple(self._state.values())
 
-    def _active_state(self) -> tuple[str, ...]:
-        return self._state_names
+    def _check(self, name: str, value: Any) -> Any:
+        if name == "nonfinite":
+            return _check_nonfinite(name, value)
+        return self.rule.check(name, value)
+
+    @property
+    def _hyper_names(self) -> tuple[str, ...]:
+        return (*self.rule.defaults, *_COMMON)
+
+    @property
+    def _scalar_state(self) -> tuple[str, ...]:
+        return tuple(self.rule.running)
 
     # -- public surface -------------------------------------------------------
     @property
@@ -128,7 +190,7 @@ class Optimizer:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The current hyperparameters, by keyword name."""
-        return {name: getattr(self, name) for name in self._hyper_names}
+        return {name: self._values[name] for name in self._hyper_names}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -137,9 +199,10 @@ class Optimizer:
 
     def current_lr(self) -> float:
         """The learning rate the next :meth:`step` will use."""
-        if callable(self._lr):
-            return _validate.scheduled_lr(self._lr, self.step_count)
-        return self._lr
+        lr = self._values["lr"]
+        if callable(lr):
+            return _validate.scheduled_lr(lr, self.step_count)
+        return lr
 
     def step(self, grad: np.ndarray) -> bool:
         """Apply one update to :attr:`params` in place.
@@ -167,8 +230,9 @@ class Optimizer:
             grad = _launch.cuda_launcher().gradient(grad, self._size, self._dtype)
         else:
             grad = _validate.gradient(grad, self._size, self._dtype)
-        if self._nonfinite != "propagate" and not _launch.all_finite(grad, self._device):
-            if self._nonfinite == "raise":
+        policy = self._values["nonfinite"]
+        if policy != "propagate" and not _launch.all_finite(grad, self._device):
+            if policy == "raise":
                 host = _launch.to_host(grad, self._device)
                 index = int(np.flatnonzero(~np.isfinite(host))[0])
                 raise FloatingPointError(
@@ -178,23 +242,18 @@ class Optimizer:
             return False
         lr = self.current_lr()
         t = self.step_count + 1
-        self._launch_step(grad, lr, t)
+        hyper = self._hyper
+        if hyper is None:
+            hyper = self._hyper = self.rule.hyper(self._values, self._values["maximize"])
+        scalars = self._update.scalars(hyper, self._running, lr, t)
+        _launch.step(self._update, self._size, self._params, grad, self._state_arrays,
+                     self._in_dtype(scalars), device=self._device)
         self.step_count = t
         self.last_lr = lr
         return True
 
-    def _prologue(self, lr: float, decoupled: bool) -> tuple[float, float, float]:
-        """Scalars of the common prologue: (grad_sign, l2, decay)."""
-        sign = -1.0 if self._maximize else 1.0
-        if decoupled:
-            return sign, 0.0, 1.0 - lr * self._weight_decay
-        return sign, self._weight_decay, 1.0
-
-    def _launch_step(self, grad: np.ndarray, lr: float, t: int) -> None:
-        raise NotImplementedError
-
-    def _scalars(self, *values: float) -> tuple:
-        """Host scalars (Python floats, computed in float64) in the kernel's dtype.
+    def _in_dtype(self, values: tuple) -> tuple:
+        """Host scalars (computed in float64) in the kernel's dtype.
 
         float64 kernels take Python floats as they are.  For float32 the values
         go through one preallocated float32 buffer: unpacking it yields
@@ -203,13 +262,8 @@ class Optimizer:
         """
         if self._scalar_buffer is None:
             return values
-        buffer = self._scalar_buffer[:len(values)]
-        buffer[:] = values
-        return tuple(buffer)
-
-    def _run(self, rule: str, *args: Any) -> None:
-        """Launch kernel ``rule`` on the parameter, gradient and state arrays."""
-        _launch.step(rule, self._size, *args, device=self._device)
+        self._scalar_buffer[:] = values
+        return tuple(self._scalar_buffer)
 
     # -- checkpoints ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -225,7 +279,9 @@ class Optimizer:
             hyper["lr"] = lr.to_dict()
         elif callable(lr):
             hyper["lr"] = None
-        hyper["betas"] = list(hyper["betas"])
+        for key, value in hyper.items():
+            if isinstance(value, tuple):
+                hyper[key] = list(value)
         return {
             "optimizer": type(self).__name__,
             "size": self._size,
@@ -233,7 +289,8 @@ class Optimizer:
             "step_count": self.step_count,
             "skipped_steps": self.skipped_steps,
             "hyperparameters": hyper,
-            "scalars": {name: getattr(self, name) for name in self._scalar_state},
+            "scalars": {name: float(value) for name, value in
+                        zip(self.rule.running, self._running, strict=True)},
             "state": {name: _launch.to_host(array, self._device)
                       for name, array in self._state.items()},
         }
@@ -241,11 +298,17 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot; refuse one of another kind.
 
+        Every field is checked before anything changes: a refused snapshot
+        leaves the optimizer exactly as it was.
+
         Raises
         ------
+        TypeError
+            If ``state_dict`` is not a dict.
         ValueError
-            If the snapshot comes from another optimizer class, or its size,
-            dtype or state arrays do not match this optimizer.
+            If the snapshot comes from another optimizer class, its size,
+            dtype or state arrays do not match this optimizer, or a value is
+            invalid (a NaN hyperparameter, negative second moments, ...).
         """
         name = type(self).__name__
         if not isinstance(state_dict, dict):
@@ -258,46 +321,44 @@ class Optimizer:
             raise ValueError(
                 f"state_dict holds {state_dict.get('size')} x {state_dict.get('dtype')} state; "
                 f"this {name} has {self._size} x {self._dtype.name} parameters")
-        arrays = state_dict.get("state", {})
-        if set(arrays) != set(self._state):
-            raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
-                             f"{sorted(self._state)} (was amsgrad set differently?)")
-        for key, array in arrays.items():
-            array = np.asarray(array)
-            if array.shape != (self._size,) or array.dtype != self._dtype:
-                raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
-                                 f"expected ({self._size},) {self._dtype}")
-        hyper = dict(state_dict.get("hyperparameters", {}))
-        if hyper.get("lr") is None:
-            hyper.pop("lr", None)
-        elif isinstance(hyper["lr"], dict):
-            hyper["lr"] = schedules.from_dict(hyper["lr"])
-        fixed = {key: hyper.pop(key) for key in self._fixed_hyper if key in hyper}
-        for key, value in fixed.items():
-            if value != getattr(self, key):
-                raise ValueError(f"state_dict has {key}={value!r}; this {name} has "
-                                 f"{key}={getattr(self, key)!r}")
+        arrays = _checked_state(state_dict.get("state", {}), self._update, self._size,
+                                self._dtype, self.rule.structural)
+        values = self._checked_hyperparameters(state_dict.get("hyperparameters", {}))
         step_count = _validate.integer("step_count", state_dict.get("step_count"), 0)
         skipped = _validate.integer("skipped_steps", state_dict.get("skipped_steps", 0), 0)
-        scalars = dict(state_dict.get("scalars", {}))
-        if set(scalars) != set(self._scalar_state):
-            raise ValueError(f"state_dict has scalar state {sorted(scalars)}, expected "
-                             f"{sorted(self._scalar_state)}")
-        # Validate everything before changing anything.
-        probe = type(self).__new__(type(self))
-        for key, value in hyper.items():
-            if key not in self._hyper_names:
-                raise ValueError(f"state_dict has unknown hyperparameter {key!r}")
-            setattr(probe, key, value)
-        for key, value in hyper.items():
-            setattr(self, key, value)
-        for key, value in scalars.items():
-            setattr(self, key, _validate.real(key, value))
+        running = _checked_running(state_dict.get("scalars", {}), self.rule)
+        # Everything is valid: now change the optimizer.
+        self._values.update(values)
+        self._hyper = None
+        self._running[:] = running
         for key, array in arrays.items():
             _launch.copy_into(self._state[key], array, self._device)
         self.step_count, self.skipped_steps = step_count, skipped
 
-    _fixed_hyper: tuple[str, ...] = ("amsgrad",)
+    def _checked_hyperparameters(self, hyper: Any) -> dict[str, Any]:
+        """The snapshot's hyperparameters, validated, without changing ``self``."""
+        name = type(self).__name__
+        if not isinstance(hyper, dict):
+            raise ValueError(f"state_dict hyperparameters must be a dict, got "
+                             f"{type(hyper).__name__}")
+        hyper = dict(hyper)
+        if hyper.get("lr") is None:
+            hyper.pop("lr", None)
+        elif isinstance(hyper["lr"], dict):
+            hyper["lr"] = schedules.from_dict(hyper["lr"])
+        values = {}
+        for key, value in hyper.items():
+            if key not in self._hyper_names:
+                raise ValueError(f"state_dict has unknown hyperparameter {key!r}")
+            try:
+                value = self._check(key, value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"state_dict hyperparameter {key!r}: {exc}") from None
+            if key in self.rule.structural and value != self._values[key]:
+                raise ValueError(f"state_dict has {key}={value!r}; this {name} has "
+                                 f"{key}={self._values[key]!r}")
+            values[key] = value
+        return values
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to an ``.npz`` file atomically (no pickle)."""
@@ -310,6 +371,82 @@ class Optimizer:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: {exc}") from None
+
+
+def _checked_state(arrays: Any, update: rules.Update, size: int, dtype: np.dtype,
+                   structural: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The snapshot's state arrays, checked for names, shape, dtype and plausibility."""
+    if not isinstance(arrays, dict):
+        raise ValueError(f"state_dict state must be a dict of arrays, got "
+                         f"{type(arrays).__name__}")
+    if set(arrays) != set(update.state):
+        hint = f" (was {' or '.join(structural)} set differently?)" if structural else ""
+        raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
+                         f"{sorted(update.state)}{hint}")
+    checked = {}
+    for key, array in arrays.items():
+        array = np.asarray(array)
+        if array.shape != (size,) or array.dtype != dtype:
+            raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
+                             f"expected ({size},) {dtype}")
+        if key in update.nonnegative and np.any(array < 0):
+            index = int(np.flatnonzero(array < 0)[0])
+            raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
+                             f"squares or magnitudes), but {key}[{index}] = {array[index]}")
+        checked[key] = array
+    return checked
+
+
+def _checked_running(scalars: Any, rule: rules.Rule) -> list[float]:
+    """The snapshot's running scalars, validated, in the rule's order."""
+    if not isinstance(scalars, dict) or set(scalars) != set(rule.running):
+        found = sorted(scalars) if isinstance(scalars, dict) else type(scalars).__name__
+        raise ValueError(f"state_dict has scalar state {found}, expected "
+                         f"{sorted(rule.running)}")
+    values = []
+    for key in rule.running:
+        try:
+            values.append(rule.checks.get(key, _validate.real)(key, scalars[key]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state_dict scalar {key!r}: {exc}") from None
+    return values
+
+
+def optimizer_class(rule: str | rules.Rule) -> type[Optimizer]:
+    """The optimizer class that runs ``rule`` (a registered name or a :class:`~nbadam.rules.Rule`).
+
+    The built-in rules have the classes below; for another rule a class is
+    made on first use, named ``rule.optimizer``, taking the rule's
+    hyperparameters as keyword arguments.
+
+    Examples
+    --------
+    >>> from nbadam.optimizers import optimizer_class
+    >>> optimizer_class("adamw").__name__, optimizer_class("amsgrad").__name__
+    ('AdamW', 'Adam')
+    """
+    rule = rules.get(rule) if isinstance(rule, str) else rule
+    cls = _CLASSES.get(rule.optimizer)
+    # A name that pins hyperparameters (amsgrad) runs the class of the rule it pins.
+    if cls is None or (cls.rule is not rule and not rule.pinned):
+        cls = type(rule.optimizer, (Optimizer,), {
+            "rule": rule, "__module__": __name__,
+            "__doc__": f"{rule.title}, over one flat parameter vector (see Optimizer)."})
+        _CLASSES[rule.optimizer] = cls
+    return cls
+
+
+def make_optimizer(rule: str | rules.Rule, params: Any, **hyperparameters: Any) -> Optimizer:
+    """An optimizer for rule ``rule`` (as :func:`optimizer_class`), with what the name pins.
+
+    ``make_optimizer("amsgrad", x)`` is ``nbadam.Adam(x, amsgrad=True)``.
+    """
+    rule = rules.get(rule) if isinstance(rule, str) else rule
+    clash = sorted(set(hyperparameters) & set(rule.pinned))
+    if clash:
+        raise ValueError(f"{rule.name!r} fixes {', '.join(clash)}; leave "
+                         f"{'it' if len(clash) == 1 else 'them'} out")
+    return optimizer_class(rule)(params, **rule.pinned, **hyperparameters)
 
 
 class Adam(Optimizer):
@@ -365,43 +502,19 @@ class Adam(Optimizer):
     (True, 200)
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq")
-    _hyper_names = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                    "decoupled_weight_decay", "nonfinite")
-    decoupled_weight_decay = _Hyper(_validate.flag)
+    rule = rules.get("adam")
 
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
                  device: str = "cpu"):
-        self._amsgrad = _validate.flag("amsgrad", amsgrad)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                         nonfinite=nonfinite, device=device)
-
-    @property
-    def amsgrad(self) -> bool:
-        """Whether AMSGrad's running maximum is used (fixed at construction)."""
-        return self._amsgrad
-
-    def _active_state(self) -> tuple[str, ...]:
-        return self._state_names + (("max_exp_avg_sq",) if self._amsgrad else ())
-
-    def _launch_step(self, grad, lr, t):
-        beta1, beta2 = self._betas
-        sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
-        scalars = self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
-                                -(lr / (1.0 - beta1 ** t)), (1.0 - beta2 ** t) ** 0.5, self._eps)
-        s = self._state
-        if self._amsgrad:
-            self._run("adam_amsgrad", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
-                      s["max_exp_avg_sq"], *scalars)
-        else:
-            self._run("adam", self._params, grad, s["exp_avg"], s["exp_avg_sq"], *scalars)
+                         amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay,
+                         maximize=maximize, nonfinite=nonfinite, device=device)
 
 
-class AdamW(Adam):
+class AdamW(Optimizer):
     """Adam with decoupled weight decay (torch's ``AdamW``; ``weight_decay=1e-2``).
 
     Same parameters as :class:`Adam`, without ``decoupled_weight_decay``
@@ -418,14 +531,15 @@ class AdamW(Adam):
     array([0.9999, 0.9999, 0.9999], dtype=float32)
     """
 
-    _hyper_names = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "nonfinite")
+    rule = rules.get("adamw")
 
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu"):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True, nonfinite=nonfinite, device=device)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, nonfinite=nonfinite,
+                         device=device)
 
 
 class NAdam(Optimizer):
@@ -457,13 +571,7 @@ class NAdam(Optimizer):
     True
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq")
-    _scalar_state = ("mu_product",)
-    _hyper_names = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "maximize",
-                    "decoupled_weight_decay", "nonfinite")
-    _fixed_hyper = ()
-    decoupled_weight_decay = _Hyper(_validate.flag)
-    momentum_decay = _Hyper(_validate.nonnegative)
+    rule = rules.get("nadam")
 
     def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -471,25 +579,9 @@ class NAdam(Optimizer):
                  maximize: bool = False, decoupled_weight_decay: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         momentum_decay=momentum_decay, maximize=maximize,
-                         decoupled_weight_decay=decoupled_weight_decay, nonfinite=nonfinite,
-                         device=device)
-        self.mu_product = 1.0
-
-    def _launch_step(self, grad, lr, t):
-        beta1, beta2 = self._betas
-        psi = self._momentum_decay
-        mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
-        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
-        mu_product = self.mu_product * mu
-        sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
-        s = self._state
-        self._run("nadam", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
-                  *self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
-                                 1.0 - beta2 ** t, self._eps,
-                                 -lr * (1.0 - mu) / (1.0 - mu_product),
-                                 (-lr * mu_next) / (1.0 - mu_product * mu_next)))
-        self.mu_product = mu_product
+                         momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                         nonfinite=nonfinite, device=device)
 
 
 class Adamax(Optimizer):
@@ -514,9 +606,7 @@ class Adamax(Optimizer):
     array([ 0.5, -0.5])
     """
 
-    _state_names = ("exp_avg", "exp_inf")
-    _hyper_names = ("lr", "betas", "eps", "weight_decay", "maximize", "nonfinite")
-    _fixed_hyper = ()
+    rule = rules.get("adamax")
 
     def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -524,14 +614,6 @@ class Adamax(Optimizer):
                  nonfinite: str = "propagate", device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          maximize=maximize, nonfinite=nonfinite, device=device)
-
-    def _launch_step(self, grad, lr, t):
-        beta1, beta2 = self._betas
-        sign, l2, _ = self._prologue(lr, False)
-        s = self._state
-        self._run("adamax", self._params, grad, s["exp_avg"], s["exp_inf"],
-                  *self._scalars(sign, l2, 1.0 - beta1, beta2, self._eps,
-                                 -(lr / (1.0 - beta1 ** t))))
 
 
 class RAdam(Optimizer):
@@ -562,11 +644,7 @@ class RAdam(Optimizer):
     True
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq")
-    _hyper_names = ("lr", "betas", "eps", "weight_decay", "maximize",
-                    "decoupled_weight_decay", "nonfinite")
-    _fixed_hyper = ()
-    decoupled_weight_decay = _Hyper(_validate.flag)
+    rule = rules.get("radam")
 
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -574,23 +652,5 @@ class RAdam(Optimizer):
                  decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
                  device: str = "cpu"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
                          nonfinite=nonfinite, device=device)
-
-    def _launch_step(self, grad, lr, t):
-        beta1, beta2 = self._betas
-        bc2 = 1.0 - beta2 ** t
-        rho_inf = 2.0 / (1.0 - beta2) - 1.0
-        rho_t = rho_inf - 2 * t * (beta2 ** t) / bc2
-        rectified = rho_t > 5.0
-        rect = 1.0
-        if rectified:
-            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
-                    / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-        sign, l2, decay = self._prologue(lr, self._decoupled_weight_decay)
-        s = self._state
-        self._run("radam", self._params, grad, s["exp_avg"], s["exp_avg_sq"],
-                  *self._scalars(sign, l2, decay, 1.0 - beta1, beta2, 1.0 - beta2,
-                                 1.0 - beta1 ** t, lr, bc2 ** 0.5, self._eps, rect), rectified)
-
-

@@ -1,17 +1,17 @@
-"""Slow, obviously-correct NumPy implementation of the update rules in ``REFERENCE.md``.
+"""Slow, obviously-correct NumPy implementation of the update rules in ``docs/reference.rst``.
 
 This module is the yardstick the kernels are tested against, so it is written for the
 reader, not for speed: one method per rule, one line per formula, element-wise NumPy in
 the parameters' dtype. It imports nothing from ``nbadam``.
 
-Conventions (all from ``REFERENCE.md``):
+Conventions (all from ``docs/reference.rst``):
 
 * The step count is incremented before the update, so the first step has ``t = 1``.
 * Every scalar that depends only on the step or the hyperparameters (``1 - beta1``, the bias
   corrections, NAdam's ``mu`` and its running product) is computed on the host as a Python
   float, i.e. in float64, and cast to the array dtype with ``dtype.type(x)`` right where it
   meets an array. Array arithmetic therefore stays in float32 for float32 parameters.
-* Operations run in the order ``REFERENCE.md`` writes them. Where it writes ``scalar · x / y``
+* Operations run in the order ``docs/reference.rst`` writes them. Where it writes ``scalar · x / y``
   for arrays x and y (Adam, NAdam, Adamax), the quotient is formed first and then scaled,
   ``scalar · (x / y)``; RAdam's rectified step is evaluated left to right.
 
@@ -270,7 +270,7 @@ def reference_from_config(config, params):
     config : dict
         ``{"optimizer": "Adam" | "AdamW" | "NAdam" | "Adamax" | "RAdam", "dtype": ...,
         "kwargs": {...}}`` with torch's keyword names; absent keywords take torch's
-        defaults (those of ``REFERENCE.md``).
+        defaults (those of ``docs/reference.rst``).
     params : array_like
         Initial parameters, converted to ``config["dtype"]``.
     """

@@ -171,58 +171,89 @@ def _ptx_compiler():
     return cuda.compile_ptx
 
 
+def _device_functions_without_a_gpu(monkeypatch):
+    """Let device functions compile for cc 8.0 with no GPU, as ``compile_ptx`` does.
+
+    Numba compiles a device function that a kernel calls for the current
+    device's compute capability; without a GPU there is none, so the test
+    names the one ``compile_ptx`` targets."""
+    import types
+
+    from numba.cuda import dispatcher
+    if CUDA_USABLE or not hasattr(dispatcher, "get_current_device"):
+        return
+    fake = types.SimpleNamespace(compute_capability=(8, 0))
+    monkeypatch.setattr(dispatcher, "get_current_device", lambda: fake)
+
+
 def _instructions(ptx):
     # Instruction lines only: directives (.version, .target, .param ...) and comments dropped.
     lines = (line.split("//")[0].strip() for line in ptx.splitlines())
     return [line for line in lines if line and not line.startswith(".")]
 
 
-@pytest.mark.parametrize("rule", ["adam", "adam_amsgrad", "nadam", "adamax", "radam",
-                                  "same_traffic", "first_nonfinite"])
-def test_float32_ptx_has_no_float64_instructions(rule):
+def _updates():
+    """Every update of every registered rule, once, and the roofline kernel's."""
+    from nbadam._kernels.roofline import SAME_TRAFFIC
+    found = {}
+    for name in nbadam.rules.names():
+        for update in nbadam.rules.get(name).updates:
+            found.setdefault(update.name, update)
+    return [*found.values(), SAME_TRAFFIC]
+
+
+UPDATES = _updates()
+UPDATE_IDS = [update.name for update in UPDATES]
+
+
+@pytest.mark.parametrize("update", [*UPDATES, "first_nonfinite"],
+                         ids=[*UPDATE_IDS, "first_nonfinite"])
+def test_float32_ptx_has_no_float64_instructions(update, monkeypatch):
     compile_ptx = _ptx_compiler()
+    _device_functions_without_a_gpu(monkeypatch)
     from nbadam._kernels import cuda as kernels
 
-    func = kernels._first_nonfinite if rule == "first_nonfinite" else kernels.FUNCTIONS[rule]
-    ptx32, _ = compile_ptx(func, kernels.signature(rule, np.float32), cc=(8, 0))
+    func = kernels.python_kernel(update)
+    ptx32, _ = compile_ptx(func, kernels.signature(update, np.float32), cc=(8, 0))
     wide = [line for line in _instructions(ptx32) if re.search(r"\.f64\b", line)]
-    assert not wide, f"float64 instructions in the float32 {rule} kernel: {wide[:5]}"
+    assert not wide, f"float64 instructions in the float32 {update} kernel: {wide[:5]}"
     assert any(re.search(r"\.f32\b", line) for line in _instructions(ptx32))
     # The check can see float64: the float64 build is full of it.
-    ptx64, _ = compile_ptx(func, kernels.signature(rule, np.float64), cc=(8, 0))
+    ptx64, _ = compile_ptx(func, kernels.signature(update, np.float64), cc=(8, 0))
     assert any(re.search(r"\.f64\b", line) for line in _instructions(ptx64))
 
 
-def test_kernel_bodies_mirror_the_cpu_kernels():
-    """Statement for statement the CPU kernels' bodies; only the loop header differs."""
-    import inspect
-
+@pytest.mark.parametrize("update", UPDATES, ids=UPDATE_IDS)
+def test_cpu_and_cuda_kernels_run_one_element_function(update):
+    """The maths is written once: both targets compile copies of the rule's own
+    per-element function (same code object) and differ only in the loop."""
     from nbadam._kernels import cpu
     from nbadam._kernels import cuda as kernels
 
-    headers = ("for i in prange(param.size):",
-               "for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):")
-    for rule, func in kernels.FUNCTIONS.items():
-        sources = [inspect.getsource(f) for f in (getattr(cpu, "_" + rule), func)]
-        assert headers[0] in sources[0] and headers[1] in sources[1], rule
-        assert sources[0].replace(headers[0], "LOOP") == sources[1].replace(headers[1], "LOOP"), (
-            f"nbadam/_kernels/cuda.py:{func.__name__} no longer mirrors the CPU kernel")
+    cpu_element = cpu.kernels(update).serial.py_func.__globals__["element"]
+    cuda_element = kernels.python_kernel(update).__globals__["element"]
+    assert cpu_element.py_func.__code__ is update.element.__code__
+    assert getattr(cuda_element, "py_func", cuda_element).__code__ is update.element.__code__ \
+        or getattr(cuda_element, "fn", None).__code__ is update.element.__code__
 
 
-def test_signatures_match_the_cpu_kernels():
-    """Same arguments, in the same order, as the CPU kernels; explicit types."""
-    import inspect
-
-    from nbadam._kernels import cpu
+@pytest.mark.parametrize("update", UPDATES, ids=UPDATE_IDS)
+def test_signatures_are_explicit_and_match_the_update(update):
+    """``kernel(param, grad, state, scalars)``: two arrays, a tuple of one array per
+    state array and a tuple of as many scalars as the rule's scalar function returns."""
     from nbadam._kernels import cuda as kernels
 
-    for rule, func in kernels.FUNCTIONS.items():
-        cpu_func = getattr(cpu, "_" + rule)
-        assert inspect.signature(func) == inspect.signature(cpu_func), rule
-        for dtype in DTYPES:
-            sig = kernels.signature(rule, dtype)
-            assert len(sig.args) == len(inspect.signature(func).parameters), rule
-            assert str(sig.args[0]) == f"array({np.dtype(dtype).name}, 1d, C)"
+    for dtype in DTYPES:
+        sig = kernels.signature(update, dtype)
+        assert len(sig.args) == 4
+        assert str(sig.args[0]) == str(sig.args[1]) == f"array({np.dtype(dtype).name}, 1d, C)"
+        assert len(sig.args[2]) == len(update.state)
+        assert len(sig.args[3]) == len(update.scalar_names)
+    if hasattr(update, "scalars"):
+        rule = next(nbadam.rules.get(name) for name in nbadam.rules.names()
+                    if update in nbadam.rules.get(name).updates)
+        values = update.scalars(rule.hyper({}), np.array(list(rule.running.values())), 1e-3, 1)
+        assert len(values) == len(update.scalar_names)
 
 
 # -- the kernels, through the optimizers ------------------------------------------
@@ -304,10 +335,11 @@ def test_one_block_covers_the_vector(monkeypatch):
 @needs_cuda
 def test_same_traffic_kernel():
     from nbadam import _cuda
+    from nbadam._kernels.roofline import SAME_TRAFFIC
 
     a, b, c, d = (np.arange(i, i + 40, dtype=np.float32) for i in (0, 100, 200, 300))
     arrays = [to_device(x) for x in (a, b, c, d)]
-    _cuda.step("same_traffic", 40, *arrays)
+    _cuda.step(SAME_TRAFFIC, 40, arrays[0], arrays[1], (arrays[2], arrays[3]), ())
     got = [host(x) for x in arrays]
     np.testing.assert_array_equal(got[0], b)
     np.testing.assert_array_equal(got[2], d)
@@ -537,48 +569,45 @@ def test_state_dict_is_host_arrays_in_the_cpu_format():
 # -- launches through the driver (a real GPU only) ----------------------------------
 needs_real_gpu = pytest.mark.skipif(SIMULATED or not CUDA_USABLE,
                                     reason="driver launches need a real GPU")
-KERNEL_RULES = ["adam", "adam_amsgrad", "nadam", "adamax", "radam", "same_traffic"]
-
-
-def _direct(rule, dtype):
+def _direct(update, dtype):
     from nbadam import _cuda, _cuda_driver
     reason = _cuda_driver.available()
     if reason is not None:
         pytest.skip(f"driver launches are off here: {reason}")
-    return _cuda.driver_kernel(rule, dtype)
+    return _cuda.driver_kernel(update, dtype)
 
 
 @needs_real_gpu
 def test_every_kernel_launches_through_the_driver():
-    for rule in KERNEL_RULES + ["first_nonfinite"]:
+    for update in [*UPDATES, "first_nonfinite"]:
         for dtype in DTYPES:
-            assert _direct(rule, dtype) is not None, (rule, dtype)
+            assert _direct(update, dtype) is not None, (update, dtype)
 
 
 @needs_real_gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("rule", KERNEL_RULES)
-def test_driver_launch_equals_dispatcher_launch(rule, dtype):
-    """Same arrays, scalars and flags through both paths: identical bits.  A new
-    gradient array at every launch checks that the data pointers are rewritten."""
+@pytest.mark.parametrize("update", UPDATES, ids=UPDATE_IDS)
+def test_driver_launch_equals_dispatcher_launch(update, dtype):
+    """Same arrays and scalars through both paths: identical bits.  A new gradient
+    array at every launch checks that the data pointers are rewritten."""
     from nbadam import _cuda
     from nbadam._kernels import cuda as kernels
 
-    direct, dispatcher = _direct(rule, dtype), kernels.kernel(rule, dtype)
-    n_arrays, n_scalars, n_flags = kernels.LAYOUT[rule]
+    direct, dispatcher = _direct(update, dtype), kernels.kernel(update, dtype)
     rng = np.random.default_rng(7)
     n = 1_000                      # 3 blocks of 32 threads: the grid-stride loop wraps
-    start = [rng.standard_normal(n).astype(dtype) for _ in range(n_arrays)]
-    start[2:] = [np.abs(x) for x in start[2:]]   # second moments are non-negative
+    start = [rng.standard_normal(n).astype(dtype) for _ in range(2 + len(update.state))]
+    start[3:] = [np.abs(x) for x in start[3:]]   # second moments are non-negative
     ours, theirs = [to_device(x) for x in start], [to_device(x) for x in start]
     blocks, threads = _cuda.grid(n)
     for k in range(4):
         grad = rng.standard_normal(n).astype(dtype)
         ours[1], theirs[1] = to_device(grad), to_device(grad)
-        scalars = [dtype(x) for x in rng.uniform(0.05, 0.95, n_scalars)]
-        flags = [bool(k % 2)] * n_flags
-        assert direct.launch(blocks, threads, (*ours, *scalars, *flags))
-        dispatcher[blocks, threads](*theirs, *scalars, *flags)
+        scalars = tuple(dtype(x) for x in rng.uniform(0.05, 0.95, len(update.scalar_names)))
+        if update.scalar_names[-1:] == ("rectified",):
+            scalars = (*scalars[:-1], dtype(k % 2))
+        assert direct.launch(blocks, threads, (ours[0], ours[1], tuple(ours[2:]), scalars))
+        dispatcher[blocks, threads](theirs[0], theirs[1], tuple(theirs[2:]), scalars)
     for index, (got, expected) in enumerate(zip(ours, theirs, strict=True)):
         np.testing.assert_array_equal(host(got), host(expected), err_msg=f"array {index}")
     assert not np.array_equal(host(ours[0]), start[0])
@@ -597,13 +626,15 @@ def test_driver_launch_of_first_nonfinite():
 @needs_real_gpu
 def test_arguments_of_other_types_go_through_the_dispatcher():
     from nbadam import _cuda
+    from nbadam._kernels.roofline import SAME_TRAFFIC
 
-    direct = _direct("same_traffic", np.float32)
+    direct = _direct(SAME_TRAFFIC, np.float32)
     arrays = [to_device(np.ones(10, dtype=np.float32)) for _ in range(3)]
-    mixed = (*arrays, to_device(np.ones(10)))            # one float64 array
+    mixed = (arrays[0], arrays[1], (arrays[2], to_device(np.ones(10))), ())  # one float64
     assert direct.launch(1, 32, mixed) is False
-    assert direct.launch(1, 32, tuple(arrays)) is False  # one argument short
-    _cuda.step("same_traffic", 10, *arrays, to_device(np.full(10, 2.0, dtype=np.float32)))
+    assert direct.launch(1, 32, (arrays[0], arrays[1], (arrays[2],), ())) is False  # short
+    last = to_device(np.full(10, 2.0, dtype=np.float32))
+    _cuda.step(SAME_TRAFFIC, 10, arrays[0], arrays[1], (arrays[2], last), ())
     np.testing.assert_array_equal(host(arrays[2]), np.full(10, 2.0, dtype=np.float32))
 
 
@@ -628,3 +659,36 @@ def test_steps_from_another_thread():
     assert not errors, errors
     cpu.step(grad)
     assert_same_trajectory(cpu, gpu, np.float32, 2)
+
+
+# -- a rule registered by a test alone -------------------------------------------------
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_a_rule_registered_in_a_test_runs_on_the_gpu(dtype):
+    """The toy rule of tests/toy_rule.py, added through the registry only, runs with
+    device="cuda" (optimizer and minimize) and matches its CPU kernels."""
+    from toy_rule import TOY
+
+    from nbadam.optimizers import optimizer_class
+
+    nbadam.rules.register(TOY)
+    try:
+        cpu, gpu = run_pair(optimizer_class("toy"), {"lr": 0.05, "beta": 0.5}, dtype, 61, 4)
+        assert_same_trajectory(cpu, gpu, dtype, 4)
+        assert gpu.steps == cpu.steps == 4.0
+
+        def fun(x):
+            return float(np.sum(host(x).astype(np.float64) ** 2))
+
+        def jac(x):
+            return to_device(2.0 * host(x))
+        start = np.linspace(-1.0, 1.0, 9).astype(dtype)
+        options = {"lr": 0.05, "beta": 0.5, "maxiter": 20, "gtol": 0, "ftol": 0}
+        on_gpu = nbadam.minimize(fun, start, jac=jac, method="toy",
+                                 options={**options, "device": "cuda"})
+        on_cpu = nbadam.minimize(fun, start, jac=lambda x: 2.0 * x, method="toy",
+                                 options=options)
+        assert on_gpu.nit == on_cpu.nit == 20
+        assert_matches_cpu(on_gpu.x, on_cpu.x, dtype, 20, "minimize")
+    finally:
+        nbadam.rules.unregister("toy")

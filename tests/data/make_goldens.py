@@ -11,7 +11,7 @@ Every case runs torch's single-tensor (for-loop) implementation on the CPU (``fo
 is passed explicitly; it is not stored in ``config`` because it does not change the rule).
 float64 cases set ``torch.set_default_dtype(torch.float64)`` before the optimizer is built,
 because torch keeps its scalar state (the step count, NAdam's mu product) in the default
-dtype; see ``REFERENCE.md``.
+dtype; see ``docs/reference.rst``.
 
 The gradients are drawn up front and do not depend on the parameters, so a trajectory is a
 pure function of ``params0``, ``grads`` and the configuration.

@@ -20,10 +20,7 @@ import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 from scipy.optimize._numdiff import approx_derivative
 
-from . import _validate
-
-#: The update rules ``method`` selects (case-insensitive).
-METHODS = ("adam", "adamw", "amsgrad", "nadam", "adamax", "radam")
+from .. import _validate, rules
 
 #: Finite-difference schemes accepted as ``jac`` (None and False mean "2-point").
 FD_SCHEMES = ("2-point", "3-point")
@@ -39,23 +36,6 @@ COMMON_OPTIONS: dict[str, Any] = {
     "compiled": None,
     "device": "cpu",
 }
-
-_BETAS = (0.9, 0.999)
-#: Each rule's own options and defaults (those of the matching ``torch.optim`` class).
-RULE_OPTIONS: dict[str, dict[str, Any]] = {
-    "adam": {"lr": 1e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 0.0,
-             "amsgrad": False, "decoupled_weight_decay": False},
-    "adamw": {"lr": 1e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 1e-2,
-              "amsgrad": False},
-    "amsgrad": {"lr": 1e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 0.0,
-                "decoupled_weight_decay": False},
-    "nadam": {"lr": 2e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 0.0,
-              "momentum_decay": 4e-3, "decoupled_weight_decay": False},
-    "adamax": {"lr": 2e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 0.0},
-    "radam": {"lr": 1e-3, "betas": _BETAS, "eps": 1e-8, "weight_decay": 0.0,
-              "decoupled_weight_decay": False},
-}
-
 
 # -- evaluating fun and jac ---------------------------------------------------------------
 def _first_evaluation(fun: Callable, jac: Any, args: tuple, x: np.ndarray) -> Any:
@@ -198,10 +178,8 @@ def _wrap_callback(callback: Callable | None) -> Callable | None:
 
 # -- inputs ------------------------------------------------------------------------------
 def _method_name(method: Any, name: str = "method") -> str:
-    if isinstance(method, str) and method.lower() in METHODS:
-        return method.lower()
-    raise ValueError(f"unknown {name} {method!r}; nbadam.minimize's methods are "
-                     f"{', '.join(map(repr, METHODS))}")
+    """The registered rule name ``method`` selects (case-insensitive)."""
+    return rules.get(method, name).name
 
 
 def _with_tol(options: dict[str, Any] | None, tol: float | None) -> dict[str, Any]:
@@ -269,25 +247,22 @@ def _normalize_bounds(bounds: Any, n: int) -> tuple[np.ndarray | None, np.ndarra
     return lower, upper
 
 
-def _parse_options(rule: str, options: dict[str, Any]) -> dict[str, Any]:
+def _parse_options(rule: rules.Rule, options: dict[str, Any]) -> dict[str, Any]:
     """Validate the options of ``rule`` (defaults filled in); warn about unknown ones."""
-    defaults = {**RULE_OPTIONS[rule], **COMMON_OPTIONS}
+    defaults = {**rule.defaults, **COMMON_OPTIONS}
     options = dict(options)
     device = _validate.device(options.pop("device", "cpu"))
     unknown = [name for name in options if name not in defaults]
     if unknown:
         warnings.warn(f"Unknown solver options: {', '.join(map(str, unknown))} (method "
-                      f"{rule!r} takes {', '.join(defaults)})", OptimizeWarning,
+                      f"{rule.name!r} takes {', '.join(defaults)})", OptimizeWarning,
                       stacklevel=_user_stacklevel())
     opts = {**defaults, **{k: v for k, v in options.items() if k in defaults}}
-    opts["lr"] = _validate.learning_rate(opts["lr"])
-    opts["betas"] = _validate.betas(opts["betas"])
-    for name in ("eps", "weight_decay", "momentum_decay", "gtol", "ftol"):
-        if name in opts:
-            opts[name] = _validate.nonnegative(name, opts[name])
-    for name in ("amsgrad", "decoupled_weight_decay", "return_best"):
-        if name in opts:
-            opts[name] = _validate.flag(name, opts[name])
+    for name in rule.defaults:
+        opts[name] = rule.check(name, opts[name])
+    for name in ("gtol", "ftol"):
+        opts[name] = _validate.nonnegative(name, opts[name])
+    opts["return_best"] = _validate.flag("return_best", opts["return_best"])
     opts["disp"] = _switch("disp", opts["disp"])
     opts["maxiter"] = _validate.integer("maxiter", opts["maxiter"], 0)
     opts["ftol_window"] = _validate.integer("ftol_window", opts["ftol_window"], 1)

@@ -7,7 +7,8 @@ each step is that optimizer's :meth:`~nbadam.Optimizer.step`.  ``fun`` and
 ``jac`` receive a device array and must return a real number and a device
 gradient.  Per step, the host reads ``f`` and ``max|g|`` (one 8-byte copy: a
 small kernel reduces the gradient on the device); the stopping tests are then
-those of :func:`nbadam._minimize_compiled.observe`, with the same status codes.
+made by :func:`._compiled.decide`, the function the CPU loops use, so they
+are the same rules with the same status codes.
 
 This module imports ``numba.cuda`` only through :mod:`nbadam._cuda`, on the
 first run, so that ``import nbadam`` never needs CUDA.
@@ -23,10 +24,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from . import _launch, optimizers
-from . import _minimize_compiled as _compiled
-from ._minimize_inputs import _scalar, _wrap_callback
-from .minimize import _SUCCESS, STATUS_MESSAGES, _print_summary
+from .. import _launch, optimizers, rules
+from . import _compiled, _status
+from ._inputs import _scalar, _wrap_callback
 
 
 def check(jac: Any, bounds: Any, opts: dict[str, Any]) -> None:
@@ -47,11 +47,14 @@ def check(jac: Any, bounds: Any, opts: dict[str, Any]) -> None:
 
 
 def run(fun: Callable[..., Any], x0: np.ndarray, args: tuple, jac: Any,
-        callback: Callable[..., Any] | None, rule: str, opts: dict[str, Any]) -> OptimizeResult:
+        callback: Callable[..., Any] | None, rule: rules.Rule,
+        opts: dict[str, Any]) -> OptimizeResult:
     """Minimize on the GPU; ``x0`` is the normalised host start, ``opts`` parsed options."""
     cuda_launcher = _launch.cuda_launcher()
     cuda_launcher.require()
-    opt = _optimizer(rule, opts, x0)
+    opt = optimizers.make_optimizer(
+        rule, x0, device="cuda",
+        **{name: opts[name] for name in rule.defaults if name not in rule.pinned})
     x = cuda_launcher.device_view(opt.params, "params")
     n, dtype = x.shape[0], x.dtype
     new = cuda_launcher.cuda.device_array
@@ -60,36 +63,17 @@ def run(fun: Callable[..., Any], x0: np.ndarray, args: tuple, jac: Any,
     best_g = new(n, dtype) if opts["return_best"] else None
     norm = new(1, np.float64)
     call = _wrap_callback(callback)
+    scalars, settings = _compiled.pack(opts, n, bounded=False)
 
-    gtol, ftol, window = opts["gtol"], opts["ftol"], opts["ftol_window"]
-    maxiter, return_best = opts["maxiter"], opts["return_best"]
-    history = np.zeros(window + 1)
-    best_f = math.inf
     nit, stop = 0, False
     f, g = _evaluate(fun, jac, args, x, xk, n, dtype)
     while True:
-        # What ``_compiled.observe`` does, with the gradient's norm taken on the device.
-        gnorm = _inf_norm(g, norm)
-        finite = math.isfinite(f) and math.isfinite(gnorm)
-        if finite and f < best_f:
-            best_f = f
-            if return_best:
-                best_x.copy_to_device(x)
-                best_g.copy_to_device(g)
-        history[nit % (window + 1)] = f
-        if stop:
-            status = _compiled.CALLBACK_STOP
-        elif not finite:
-            status = _compiled.NONFINITE
-        elif gnorm <= gtol and gtol > 0.0:
-            status = _compiled.CONVERGED_GTOL
-        elif nit >= window and ftol > 0.0 and _compiled._settled(history, ftol, best_f):
-            status = _compiled.CONVERGED_FTOL
-        elif nit >= maxiter:
-            status = _compiled.MAXITER_REACHED
-        else:
-            status = _compiled.CONTINUE
-        if status != _compiled.CONTINUE:
+        status, improved = _compiled.decide(f, _inf_norm(g, norm), nit, stop, scalars,
+                                            settings)
+        if improved and opts["return_best"]:
+            best_x.copy_to_device(x)
+            best_g.copy_to_device(g)
+        if status != _status.CONTINUE:
             break
         opt.step(g)
         nit += 1
@@ -98,32 +82,13 @@ def run(fun: Callable[..., Any], x0: np.ndarray, args: tuple, jac: Any,
             stop = call(x.copy_to_host(), f, g.copy_to_host(), nit)
 
     # A run that met gtol returns the point that met it, as on the CPU.
-    if return_best and status != _compiled.CONVERGED_GTOL and best_f < math.inf:
+    best_f = float(scalars[_compiled.BEST_F])
+    if opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
         x, f, g = best_x, best_f, best_g
-    res = OptimizeResult(x=x.copy_to_host(), fun=f, jac=g.copy_to_host(), nit=nit,
-                         nfev=nit + 1, njev=nit + 1, status=status,
-                         success=status in _SUCCESS,
-                         message=STATUS_MESSAGES[status])
+    res = _status.result(x.copy_to_host(), f, g.copy_to_host(), nit, nit + 1, nit + 1, status)
     if opts["disp"]:
-        _print_summary(res)
+        _status.print_summary(res)
     return res
-
-
-def _optimizer(rule: str, opts: dict[str, Any], x0: np.ndarray) -> optimizers.Optimizer:
-    """The optimizer class of ``rule`` on the GPU, with ``minimize``'s mapping of the options."""
-    common = {"lr": opts["lr"], "betas": opts["betas"], "eps": opts["eps"],
-              "weight_decay": opts["weight_decay"], "device": "cuda"}
-    if rule in ("adam", "amsgrad"):
-        return optimizers.Adam(x0, amsgrad=rule == "amsgrad" or opts.get("amsgrad", False),
-                               decoupled_weight_decay=opts["decoupled_weight_decay"], **common)
-    if rule == "adamw":
-        return optimizers.AdamW(x0, amsgrad=opts["amsgrad"], **common)
-    if rule == "nadam":
-        return optimizers.NAdam(x0, momentum_decay=opts["momentum_decay"],
-                                decoupled_weight_decay=opts["decoupled_weight_decay"], **common)
-    if rule == "adamax":
-        return optimizers.Adamax(x0, **common)
-    return optimizers.RAdam(x0, decoupled_weight_decay=opts["decoupled_weight_decay"], **common)
 
 
 def _evaluate(fun: Callable, jac: Any, args: tuple, x: Any, xk: Any, n: int,

@@ -3,10 +3,11 @@
 :func:`minimize` has the signature and the result of
 :func:`scipy.optimize.minimize`; :func:`scipy_method` plugs the same solver
 into SciPy itself (``scipy.optimize.minimize(..., method=nbadam.scipy_method)``).
-Both normalise their inputs (:mod:`nbadam._minimize_inputs`: options,
+Both normalise their inputs (:mod:`._inputs`: options,
 ``x0``, bounds, the ``fun``/``jac`` evaluator) and hand off to
 :func:`_minimize_adam_family`, which validates the options once and runs one
-of two loops over the Numba code of :mod:`nbadam._minimize_compiled`:
+of two loops over the Numba code of :mod:`._compiled` (or, with
+``options={"device": "cuda"}``, the GPU loop of :mod:`._device`):
 
 * the Python loop: evaluate ``fun``/``jac``, then one call of ``iterate``
   (record the point, decide whether to stop, update, project);
@@ -30,12 +31,10 @@ import numpy as np
 from numba.core.errors import NumbaError
 from scipy.optimize import OptimizeResult
 
-from . import _minimize_compiled as _compiled
-from . import _validate
-from ._minimize_inputs import (
+from .. import _validate, rules
+from . import _compiled, _status
+from ._inputs import (
     COMMON_OPTIONS,
-    METHODS,
-    RULE_OPTIONS,
     _evaluator,
     _first_evaluation,
     _is_empty,
@@ -52,23 +51,13 @@ from ._minimize_inputs import (
 
 __all__ = ["minimize", "scipy_method", "show_options", "METHODS"]
 
-_TITLES = {"adam": "Adam", "adamw": "AdamW: Adam with decoupled weight decay",
-           "amsgrad": "AMSGrad: Adam with the running maximum of v", "nadam": "NAdam",
-           "adamax": "Adamax", "radam": "RAdam"}
 
-# Status codes, as documented in ``minimize``.
-STATUS_MESSAGES = {
-    _compiled.CONVERGED_GTOL: "Optimization terminated successfully: "
-                              "the gradient's infinity norm is <= gtol.",
-    _compiled.MAXITER_REACHED: "Maximum number of iterations has been exceeded.",
-    _compiled.CONVERGED_FTOL: "Optimization terminated successfully: the function value "
-                              "stayed within ftol of its lowest value over the last "
-                              "ftol_window iterations.",
-    _compiled.NONFINITE: "Stopped: the function value or the gradient is not finite "
-                         "(NaN or infinity).",
-    _compiled.CALLBACK_STOP: "`callback` raised `StopIteration`.",
-}
-_SUCCESS = (_compiled.CONVERGED_GTOL, _compiled.CONVERGED_FTOL)
+def __getattr__(name: str) -> Any:
+    # METHODS is read from the registry, so that a rule registered later is listed.
+    if name == "METHODS":
+        return rules.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Learning rates evaluated per call of the compiled loop (a schedule is Python).
 _LR_CHUNK = 4096
@@ -95,8 +84,9 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
     args : tuple, optional
         Extra arguments of ``fun`` and ``jac`` (a single value is made a tuple).
     method : str, default "adam"
-        One of "adam", "adamw", "amsgrad", "nadam", "adamax", "radam"
-        (case-insensitive).
+        The name of a registered rule (case-insensitive): one of
+        ``nbadam.rules.names()``, which lists the built-in rules and any
+        registered since.
     jac : callable, bool, "2-point" or "3-point", optional
         The gradient: ``jac(x, *args) -> array`` of shape ``(n,)``; ``True`` when
         ``fun`` returns ``(f, g)`` (one call per step); ``None``, ``False``,
@@ -114,11 +104,11 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
         (the rule of :func:`scipy.optimize.minimize`).  Raising
         ``StopIteration`` ends the run with status 99.
     options : dict, optional
-        The rule's hyperparameters, with ``torch.optim``'s names and defaults:
-        ``lr`` (a number or an :mod:`nbadam.schedules` schedule; 1e-3, or
-        2e-3 for NAdam and Adamax), ``betas``, ``eps``, ``weight_decay`` (1e-2
-        for AdamW, else 0), ``amsgrad``, ``momentum_decay``,
-        ``decoupled_weight_decay``; and the stopping rules: ``maxiter`` (1000),
+        The rule's hyperparameters, with the names and defaults of its
+        optimizer class (``torch.optim``'s): ``lr`` (a number or an
+        :mod:`nbadam.schedules` schedule), ``betas``, ``eps``,
+        ``weight_decay``, ``decoupled_weight_decay`` and the rule's own (see
+        :func:`show_options`); and the stopping rules: ``maxiter`` (1000),
         ``gtol`` (1e-5), ``ftol`` (2.2e-9), ``ftol_window`` (10),
         ``return_best`` (True), plus ``disp``, ``compiled`` and ``device``
         ("cuda" runs the loop on the GPU; see :doc:`/gpu`).
@@ -220,11 +210,10 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
     >>> res.status, np.round(res.x, 6)
     (0, array([1., 1.]))
 
-    Finite differences, bounds and another rule:
+    Finite differences and bounds:
 
     >>> res = nbadam.minimize(lambda x: np.sum((x - 3.0) ** 2), np.zeros(3),
-    ...                       method="nadam", bounds=[(None, 2.0)] * 3,
-    ...                       options={"lr": 0.1})
+    ...                       bounds=[(None, 2.0)] * 3, options={"lr": 0.1})
     >>> np.round(res.x, 6)
     array([2., 2., 2.])
     """
@@ -272,10 +261,10 @@ def scipy_method(fun: Callable[..., Any], x0: Any, args: Any = (),
     >>> import nbadam
     >>> from scipy.optimize import minimize, rosen, rosen_der
     >>> opts = {"lr": 0.02, "maxiter": 5000}
-    >>> ours = nbadam.minimize(rosen, [-1.2, 1.0], jac=rosen_der, method="nadam",
+    >>> ours = nbadam.minimize(rosen, [-1.2, 1.0], jac=rosen_der, method="adam",
     ...                        options=opts)
     >>> theirs = minimize(rosen, [-1.2, 1.0], jac=rosen_der, method=nbadam.scipy_method,
-    ...                   options={"rule": "nadam", **opts})
+    ...                   options={"rule": "adam", **opts})
     >>> bool(np.array_equal(ours.x, theirs.x)), ours.nit == theirs.nit
     (True, True)
     """
@@ -316,14 +305,14 @@ def show_options(method: str | None = None, disp: bool = True) -> str | None:
     Examples
     --------
     >>> import nbadam
-    >>> text = nbadam.show_options("adamax", disp=False)
+    >>> text = nbadam.show_options("adam", disp=False)
     >>> print(text.splitlines()[0])
-    Options for method "adamax" (Adamax)
-    >>> "momentum_decay" in text, "lr : float or callable, default 0.002" in text
+    Options for method "adam" (Adam)
+    >>> "momentum_decay" in text, "lr : float or callable, default 0.001" in text
     (False, True)
     """
-    rules = METHODS if method is None else (_method_name(method),)
-    text = "\n\n".join(_options_text(rule) for rule in rules)
+    chosen = rules.names() if method is None else (_method_name(method),)
+    text = "\n\n".join(_options_text(rules.get(name)) for name in chosen)
     if disp:
         print(text)
         return None
@@ -339,7 +328,8 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     ``x0`` is a fresh 1-D float32/float64 array (see :func:`_normalize`) that
     becomes the iterate, ``args`` a tuple; the other arguments are those of
     :func:`minimize`.  :func:`show_options` prints the section below, with
-    each rule's defaults.
+    each rule's defaults, and the rule's own options as its
+    :attr:`~nbadam.rules.Rule.docs` describe them.
 
     Options
     -------
@@ -352,14 +342,10 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         Added to the denominator for numerical stability (>= 0).
     weight_decay : float
         L2 penalty added to the gradient (>= 0), or the decoupled decay
-        ``x *= 1 - lr * weight_decay`` for AdamW and with
-        ``decoupled_weight_decay``.  Either moves the minimum.
-    amsgrad : bool
-        Normalise by the running maximum of the second moment.
-    momentum_decay : float
-        NAdam's momentum decay psi (>= 0).
+        ``x *= 1 - lr * weight_decay`` where the rule decouples it (always,
+        or with ``decoupled_weight_decay``).  Either moves the minimum.
     decoupled_weight_decay : bool
-        Decay ``x`` directly, as AdamW, instead of adding an L2 term.
+        Decay ``x`` directly instead of adding an L2 term.
     maxiter : int
         Maximum number of steps (>= 0).
     gtol : float
@@ -394,11 +380,12 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         raise TypeError(f"fun must be callable, got {fun!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
+    rule = rules.get(rule, "method")
     opts = _parse_options(rule, options)
     if opts["device"] == "cuda":
-        from . import _minimize_device
-        _minimize_device.check(jac, bounds, opts)
-        return _minimize_device.run(fun, x0, args, jac, callback, rule, opts)
+        from . import _device
+        _device.check(jac, bounds, opts)
+        return _device.run(fun, x0, args, jac, callback, rule, opts)
     n, dtype = x0.size, x0.dtype
     lower, upper = _normalize_bounds(bounds, n)
     x = x0
@@ -420,54 +407,41 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     nfev = nit + 1 if counted is None else counted[0]
     # A run that met gtol returns the point that met it, which is what its message says.
     best_f = float(loop.scalars[_compiled.BEST_F])
-    if opts["return_best"] and status != _compiled.CONVERGED_GTOL and best_f < math.inf:
+    if opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
         x, f, g = loop.best[0], best_f, loop.best[1]
-    res = OptimizeResult(x=x.copy(), fun=f, jac=np.array(g, copy=True), nit=nit, nfev=nfev,
-                         njev=nit + 1, status=status, success=status in _SUCCESS,
-                         message=STATUS_MESSAGES[status])
+    res = _status.result(x.copy(), f, np.array(g, copy=True), nit, nfev, nit + 1, status)
     if opts["disp"]:
-        _print_summary(res)
+        _status.print_summary(res)
     return res
 
 
 @dataclasses.dataclass
 class _Loop:
-    """The packed arrays both loops hand to the Numba code, and the learning rate."""
+    """What both loops hand to the Numba code, and the learning rate."""
 
-    state: np.ndarray      # optimizer state rows (exp_avg, ...), the iterate's dtype
+    loops: _compiled.Loops  # the rule's compiled update and iterate
+    state: tuple           # the update's state arrays, the iterate's dtype
+    hyper: tuple           # the rule's hyperparameters (Rule.hyper)
+    running: np.ndarray    # the rule's running scalars (float64)
     best: np.ndarray       # best point and its gradient, or (2, 0) without return_best
     bounds: np.ndarray     # lower and upper bounds, or (2, 0) without bounds
-    scalars: np.ndarray    # float64: hyperparameters, running scalars, ftol history
-    settings: np.ndarray   # int64: rule, maxiter, ftol_window, return_best, bounded
+    scalars: np.ndarray    # float64: the loop's scalars and the ftol history
+    settings: np.ndarray   # int64: maxiter, ftol_window, return_best, bounded
     lr: Any                # a number or a schedule
     maxiter: int
 
     @classmethod
-    def pack(cls, rule: str, opts: dict[str, Any], n: int, dtype: np.dtype,
+    def pack(cls, rule: rules.Rule, opts: dict[str, Any], n: int, dtype: np.dtype,
              lower: np.ndarray | None, upper: np.ndarray | None) -> _Loop:
-        c = _compiled
-        code = c.AMSGRAD if rule == "amsgrad" or opts.get("amsgrad") else c.RULE_CODES[rule]
-        decoupled = rule == "adamw" or opts.get("decoupled_weight_decay", False)
-        scalars = np.zeros(c.HISTORY + opts["ftol_window"] + 1)
-        scalars[[c.BETA1, c.BETA2]] = opts["betas"]
-        scalars[c.EPS] = opts["eps"]
-        scalars[c.WEIGHT_DECAY] = opts["weight_decay"]
-        scalars[c.DECOUPLED] = float(decoupled)
-        scalars[c.MOMENTUM_DECAY] = opts.get("momentum_decay", 0.0)
-        scalars[c.GTOL] = opts["gtol"]
-        scalars[c.FTOL] = opts["ftol"]
-        scalars[c.HALF] = 0.5
-        scalars[c.MU_PRODUCT] = 1.0
-        scalars[c.BEST_F] = math.inf
-        settings = np.zeros(c.SETTINGS_SIZE, dtype=np.int64)
-        settings[c.RULE] = code
-        settings[c.MAXITER] = opts["maxiter"]
-        settings[c.FTOL_WINDOW] = opts["ftol_window"]
-        settings[c.RETURN_BEST] = opts["return_best"]
-        settings[c.BOUNDED] = lower is not None
+        hyper = {name: opts[name] for name in rule.defaults}
+        update = rule.update(hyper)
+        scalars, settings = _compiled.pack(opts, n, lower is not None)
         bounds = (np.empty((2, 0), dtype) if lower is None
                   else np.stack([lower, upper]).astype(dtype))
-        return cls(state=np.zeros((len(c.STATE_NAMES[code]), n), dtype),
+        return cls(loops=_compiled.loops(update),
+                   state=tuple(np.zeros(n, dtype) for _ in update.state),
+                   hyper=rule.hyper(hyper),
+                   running=np.array(list(rule.running.values()), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),
                    bounds=bounds, scalars=scalars, settings=settings, lr=opts["lr"],
                    maxiter=opts["maxiter"])
@@ -476,17 +450,19 @@ class _Loop:
 def _run_python(loop: _Loop, evaluate: Callable, callback: Callable | None,
                 x: np.ndarray, f: float, g: np.ndarray) -> tuple[int, int, float, np.ndarray]:
     """The Python loop: evaluate, then one call of ``iterate`` per step."""
-    iterate = _compiled.iterate
-    state, best, bounds, scalars, settings = (loop.state, loop.best, loop.bounds, loop.scalars,
-                                              loop.settings)
+    iterate = loop.loops.iterate
+    state, best, bounds, hyper, running, scalars, settings = (
+        loop.state, loop.best, loop.bounds, loop.hyper, loop.running, loop.scalars,
+        loop.settings)
     schedule = loop.lr if callable(loop.lr) else None
     lr, maxiter = loop.lr, loop.maxiter
     nit, stop = 0, False
     while True:
         if schedule is not None:
             lr = _validate.scheduled_lr(schedule, nit) if nit < maxiter else 0.0
-        status = iterate(x, g, f, lr, nit, stop, state, best, bounds, scalars, settings)
-        if status != _compiled.CONTINUE:
+        status = iterate(x, g, f, lr, nit, stop, state, best, bounds, hyper, running, scalars,
+                         settings)
+        if status != _status.CONTINUE:
             return status, nit, f, g
         nit += 1
         f, g = evaluate(x)
@@ -499,7 +475,6 @@ def _run_compiled(loop: _Loop, fun: Callable, jac: Any, args: tuple, x: np.ndarr
     """The compiled loop, chunk by chunk of learning rates; None if it does not compile."""
     g = np.array(g, dtype=x.dtype, copy=True)
     jac = None if jac is True else jac
-    update = _compiled.UPDATES[loop.settings[_compiled.RULE]]
     schedule = loop.lr if callable(loop.lr) else None
     nit = 0
     while True:
@@ -510,17 +485,18 @@ def _run_compiled(loop: _Loop, fun: Callable, jac: Any, args: tuple, x: np.ndarr
             lrs = np.array([_validate.scheduled_lr(schedule, k) for k in range(nit, nit + count)],
                            dtype=np.float64)
         try:
-            status, nit, f = _compiled.run(fun, jac, update, args, x, g, f, lrs, nit, loop.state,
-                                           loop.best, loop.bounds, loop.scalars, loop.settings)
+            status, nit, f = _compiled.run(fun, jac, loop.loops.update, args, x, g, f, lrs, nit,
+                                           loop.state, loop.best, loop.bounds, loop.hyper,
+                                           loop.running, loop.scalars, loop.settings)
         except NumbaError as exc:  # raised while compiling, before any step
             if strict:
                 raise TypeError(f"compiled=True, but the loop does not compile for this fun, "
                                 f"jac and args: {exc}") from None
             return None
-        if status == _compiled.WRONG_JAC:
+        if status == _status.WRONG_JAC:
             raise ValueError(f"jac must return a gradient of shape ({x.size},) like x0; at "
                              f"iteration {nit} it returned another size")
-        if status != _compiled.NEED_LR:
+        if status != _status.NEED_LR:
             return status, nit, f, g
 
 
@@ -547,37 +523,31 @@ def _choose_compiled(choice: bool | None, fun: Callable, jac: Any,
 
 
 # -- output ------------------------------------------------------------------------------
-def _options_text(rule: str) -> str:
+def _options_text(rule: rules.Rule) -> str:
     """The Options section of :func:`_minimize_adam_family` for ``rule``, with its defaults."""
-    defaults = {**RULE_OPTIONS[rule], **COMMON_OPTIONS}
-    lines = [f'Options for method "{rule}" ({_TITLES[rule]})', "-" * 40]
-    for name, kind, description in _option_entries():
-        if name in defaults:
-            lines.append(f"{name} : {kind + ', ' if kind else ''}default {defaults[name]!r}")
-            lines.extend(description)
+    defaults = {**rule.defaults, **COMMON_OPTIONS}
+    lines = [f'Options for method "{rule.name}" ({rule.title})', "-" * 40]
+    entries = {**_option_entries(), **rule.docs}
+    for name in defaults:
+        kind, description = entries.get(name, ("", []))
+        lines.append(f"{name} : {kind + ', ' if kind else ''}default {defaults[name]!r}")
+        lines.extend(description)
     return "\n".join(lines)
 
 
-def _option_entries() -> list[tuple[str, str, list[str]]]:
-    """``(name, type, description lines)`` from the Options section of the solver's docstring."""
+def _option_entries() -> dict[str, tuple[str, list[str]]]:
+    """``name -> (type, description lines)`` from the solver docstring's Options section."""
     doc = _minimize_adam_family.__doc__
     if doc is None:  # python -OO strips docstrings: names only
-        names = dict.fromkeys([*RULE_OPTIONS["adam"], *RULE_OPTIONS["nadam"], *COMMON_OPTIONS])
-        return [(name, "", []) for name in names]
+        return {}
     section = inspect.cleandoc(doc).split("Options\n-------\n", 1)[1]
-    entries = []
+    entries: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] = []
     for line in section.splitlines():
         if line and not line.startswith(" "):
             name, _, kind = line.partition(" : ")
-            entries.append((name, kind, []))
+            current = []
+            entries[name] = (kind, current)
         elif line.strip():
-            entries[-1][2].append(line)
+            current.append(line)
     return entries
-
-
-def _print_summary(res: OptimizeResult) -> None:
-    print(("" if res.success else "Warning: ") + res.message)
-    print(f"         Current function value: {res.fun:f}")
-    print(f"         Iterations: {res.nit:d}")
-    print(f"         Function evaluations: {res.nfev:d}")
-    print(f"         Gradient evaluations: {res.njev:d}")

@@ -1,0 +1,223 @@
+"""What an update rule is: :class:`Update` (the maths) and :class:`Rule` (the public face).
+
+An :class:`Update` is one fused per-element update, written once as plain
+Python: its state arrays, the function that turns the hyperparameters and the
+step count into the per-step scalars, and the per-element function.  The
+kernel layer (:mod:`nbadam._kernels`) compiles the per-element function for
+each target and puts the loops around it; the optimizers call the scalar
+function from Python and the compiled ``minimize`` loop calls its Numba
+build, so both compute the same scalars bit for bit.
+
+A :class:`Rule` is what a user names: a ``minimize`` method, an optimizer
+class, an ``MLP.fit(optimizer=...)`` choice.  It holds the title, the
+hyperparameters with torch's defaults, the values it fixes, its running
+scalar state and which :class:`Update` a set of hyperparameters selects
+(a flag may select a second update with one more state array).
+
+Functions marked with :func:`piece` are the building blocks both layers
+compile: a per-element function and the pieces it calls by bare global name
+(``prologue``, ``nan_max``, ...), and a scalar function and its helpers.
+Each target compiles a copy whose pieces are replaced by the target's
+compiled pieces, so a piece is written once and works on every target.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import _validate
+from .._kernels._build import piece
+
+__all__ = ["Rule", "Update", "piece", "HYPERPARAMETER_CHECKS"]
+
+
+def _checked_betas(name: str, value: Any) -> tuple[float, float]:
+    return _validate.betas(value)
+
+
+def _checked_lr(name: str, value: Any) -> Any:
+    return _validate.learning_rate(value)
+
+
+#: How each hyperparameter is validated, by name.  A rule whose hyperparameter is
+#: not here names its check in :attr:`Rule.checks`.
+HYPERPARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "lr": _checked_lr,
+    "betas": _checked_betas,
+    "eps": _validate.nonnegative,
+    "weight_decay": _validate.nonnegative,
+    "decoupled_weight_decay": _validate.flag,
+    "maximize": _validate.flag,
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Update:
+    """One fused per-element update: state, per-step scalars and per-element maths.
+
+    Attributes
+    ----------
+    name : str
+        Unique among updates; names the compiled loops and their cache files.
+    state : tuple of str
+        The per-element state arrays (torch's names), in the order the
+        per-element function unpacks them; all start at zero.
+    scalar_names : tuple of str
+        The per-step scalars, in the order :attr:`scalars` returns them and
+        :attr:`element` unpacks them.
+    scalars : callable
+        A :func:`piece` ``scalars(h, running, lr, t) -> tuple of float``:
+        ``h`` the rule's hyperparameters (a named tuple, see
+        :meth:`Rule.hyper`), ``running`` a float64 array of the rule's
+        running scalar state (updated in place), ``lr`` the learning rate and
+        ``t`` the step count (1 for the first step).  All arithmetic in
+        float64; ``x ** 0.5`` is written ``math.sqrt(x)``, which Python and
+        LLVM both round correctly (LLVM rewrites a constant ``** 0.5`` into a
+        square root, which Python's ``pow`` does not match in the last bit).
+    nonnegative : tuple of str
+        State arrays that can never be negative (sums of squares, maxima of
+        magnitudes): a checkpoint holding a negative value there is refused.
+    element : callable
+        A :func:`piece` ``element(i, param, grad, state, c)`` that updates
+        element ``i`` of ``param`` and of the arrays of the tuple ``state``
+        in place, from ``grad[i]`` and the tuple ``c`` of scalars (in the
+        parameters' dtype).  No literal constants: every number it needs is
+        a scalar, so a float32 kernel does float32 arithmetic only.
+    """
+
+    name: str
+    state: tuple[str, ...]
+    scalar_names: tuple[str, ...]
+    scalars: Callable[..., tuple]
+    element: Callable[..., None]
+    nonnegative: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for func in (self.scalars, self.element):
+            if not getattr(func, "__nbadam_piece__", False):
+                raise TypeError(f"update {self.name!r}: {func.__name__} must be marked "
+                                "with nbadam.rules.piece")
+        if not self.name.isidentifier():
+            raise ValueError(f"update name {self.name!r} must be a Python identifier")
+
+    def __repr__(self) -> str:
+        return f"Update({self.name!r}, state={self.state})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Rule:
+    """An update rule as users name it: a method, an optimizer class, a training choice.
+
+    Attributes
+    ----------
+    name : str
+        The lower-case name: the ``method`` of :func:`nbadam.minimize`, the
+        ``optimizer`` of :meth:`nbadam.MLP.fit` and the command line.
+    title : str
+        One line for listings (``show_options``).
+    optimizer : str
+        The name of the optimizer class that runs it (the class's
+        ``__name__``; checkpoints record it).
+    defaults : mapping
+        The hyperparameters a user sets, with torch's defaults, ``lr`` first.
+    updates : tuple of Update
+        The updates the rule can run; :attr:`choose` picks one.
+    choose : callable
+        ``choose(hyper) -> Update`` for the hyperparameters as a mapping;
+        by default the only update.
+    constants : mapping
+        Values the kernels see as hyperparameters but nobody sets (a rule
+        that always decouples weight decay has ``decoupled_weight_decay=True``).
+    pinned : mapping
+        Hyperparameters of the optimizer class that this name fixes: a name
+        for a variant of another rule's class, with a flag set.
+    structural : tuple of str
+        Hyperparameters fixed at construction, because they choose the
+        update and so the state arrays.
+    running : mapping
+        The running scalar state and its initial values (a running product
+        of momentum coefficients starts at 1), kept in float64 and saved in
+        checkpoints.
+    checks : mapping
+        Validators ``check(name, value) -> value`` for hyperparameters that
+        :data:`HYPERPARAMETER_CHECKS` does not know, and for running scalars
+        (others must be finite numbers).
+    docs : mapping
+        ``name -> (type, description lines)`` for the rule's own
+        hyperparameters, which :func:`nbadam.show_options` prints.
+    """
+
+    name: str
+    title: str
+    optimizer: str
+    defaults: Mapping[str, Any]
+    updates: tuple[Update, ...]
+    choose: Callable[[Mapping[str, Any]], Update] | None = None
+    constants: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    pinned: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    structural: tuple[str, ...] = ()
+    running: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    checks: Mapping[str, Callable[[str, Any], Any]] = dataclasses.field(default_factory=dict)
+    docs: Mapping[str, tuple[str, list[str]]] = dataclasses.field(default_factory=dict)
+    #: The named tuple type of :meth:`hyper` (made from the other fields).
+    Hyper: type = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not (self.name.isidentifier() and self.name == self.name.lower()):
+            raise ValueError(f"rule name {self.name!r} must be a lower-case identifier")
+        if next(iter(self.defaults), None) != "lr":
+            raise ValueError(f"rule {self.name!r}: defaults must start with 'lr'")
+        if not self.updates:
+            raise ValueError(f"rule {self.name!r} needs at least one Update")
+        for key in self.defaults:
+            if key not in self.checks and key not in HYPERPARAMETER_CHECKS:
+                raise ValueError(f"rule {self.name!r}: hyperparameter {key!r} has no check; "
+                                 "give one in Rule.checks")
+        fields = [k for k in (*self.pinned, *self.defaults, *self.constants)
+                  if k != "lr"] + ["maximize"]
+        # Named after the rule and importable from this module: Numba's disk cache
+        # records argument types by module and name.
+        hyper = collections.namedtuple(f"_{self.name}_hyper", list(dict.fromkeys(fields)))
+        hyper.__module__ = __name__
+        globals()[hyper.__name__] = hyper
+        object.__setattr__(self, "Hyper", hyper)
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` validated as hyperparameter ``name`` of this rule."""
+        return self.checks.get(name, HYPERPARAMETER_CHECKS.get(name, _unknown))(name, value)
+
+    def update(self, values: Mapping[str, Any]) -> Update:
+        """The :class:`Update` that hyperparameters ``values`` select."""
+        if self.choose is None:
+            return self.updates[0]
+        return self.choose({**self.defaults, **self.pinned, **values})
+
+    def hyper(self, values: Mapping[str, Any], maximize: bool = False) -> tuple:
+        """The hyperparameters the scalar function sees, as a :attr:`Hyper` named tuple.
+
+        Values missing from ``values`` take the rule's defaults; ``lr`` is
+        not part of it (it may follow a schedule and is passed per step).
+        """
+        merged = {**self.defaults, **self.pinned, **values, **self.constants,
+                  "maximize": bool(maximize)}
+        return self.Hyper(**{k: _as_float(merged[k]) for k in self.Hyper._fields})
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name!r}, optimizer={self.optimizer!r})"
+
+
+def _as_float(value: Any) -> Any:
+    """Numbers as Python floats (Numba then sees float64), tuples element by element."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_as_float(v) for v in value)
+    return float(value)
+
+
+def _unknown(name: str, value: Any) -> Any:
+    raise ValueError(f"unknown hyperparameter {name!r}")
+
