@@ -59,9 +59,6 @@ try:  # POSIX: a save in progress holds a lock on its temporary file
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FORMAT_VERSION", "check_writable", "load_npz", "load_optimizer", "save_npz",
-           "save_optimizer"]
-
 _META = "__meta__"
 FORMAT_VERSION = 1
 # mkstemp creates files readable by the owner only; a new checkpoint should get
