@@ -1,8 +1,9 @@
 """asv: one CPU step of every update rule, and the memory roofline beside it.
 
 ``setup`` compiles (two warm-up steps) and allocates; ``time_*`` times only
-the step.  ``Bandwidth.track_gbps`` is the step's effective bandwidth (the
-bytes the rule must move, ``_peers.step_bytes``, over the median step time),
+the step.  The rules are those of ``nbadam.rules.names()``.
+``Bandwidth.track_gbps`` is the step's effective bandwidth (the bytes the
+rule must move, ``_peers.step_bytes``, over the median step time),
 and ``Bandwidth.track_roofline_fraction`` divides it by the bandwidth of the
 same-traffic kernel timed in the same call, interleaved: 1.0 means the step
 runs at the machine's memory speed, the most it can do at large ``n``.
@@ -13,7 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from nbadam import rules
+
 from .scripts import _peers
+
+RULES = list(rules.names())
 
 SIZES = [1_000, 100_000, 10_000_000]
 DTYPES = ["float32", "float64"]
@@ -29,7 +34,7 @@ _TIMING = {"repeat": (3, 10, 1.0), "warmup_time": 0.05, "sample_time": 0.01, "ti
 class Step:
     """``Optimizer.step(grad)``, the public call, for rule x dtype x n."""
 
-    params = (list(_peers.RULES), DTYPES, SIZES)
+    params = (RULES, DTYPES, SIZES)
     param_names = ["rule", "dtype", "n"]
     repeat = _TIMING["repeat"]
     warmup_time = _TIMING["warmup_time"]
@@ -51,7 +56,7 @@ class Step:
 class Bandwidth:
     """Effective GB/s of ``Optimizer.step`` and its fraction of the roofline."""
 
-    params = (list(_peers.RULES), DTYPES, BANDWIDTH_SIZES)
+    params = (RULES, DTYPES, BANDWIDTH_SIZES)
     param_names = ["rule", "dtype", "n"]
     timeout = _TIMING["timeout"]
 
@@ -69,7 +74,7 @@ class Bandwidth:
         roofline.setup()
         samples = _peers.interleaved([self.peer, roofline], repeat=5, min_time=0.005)
         step_gbps = _peers.step_bytes(rule, dtype, n) / np.median(samples[self.peer.name])
-        roof_gbps = _peers.ROOFLINE_PASSES * np.dtype(dtype).itemsize * n / np.median(
+        roof_gbps = _peers.update_bytes(_peers.ROOFLINE, dtype, n) / np.median(
             samples[roofline.name])
         _peers.release([roofline])
         return float(step_gbps / roof_gbps)
@@ -78,7 +83,7 @@ class Bandwidth:
 
 
 class Roofline:
-    """The same-traffic kernel (Adam's 7 passes, no arithmetic) for dtype x n."""
+    """The same-traffic kernel (Adam's traffic, no arithmetic) for dtype x n."""
 
     params = (DTYPES, SIZES)
     param_names = ["dtype", "n"]
@@ -99,13 +104,13 @@ class Roofline:
 
     def track_gbps(self, dtype, n):
         seconds = _peers.median_time(self.peer.step)
-        return _peers.ROOFLINE_PASSES * np.dtype(dtype).itemsize * n / seconds / 1e9
+        return _peers.update_bytes(_peers.ROOFLINE, dtype, n) / seconds / 1e9
 
     track_gbps.unit = "GB/s"
 
 
 class AdamKernel:
-    """The float32/float64 Adam kernel alone, through the launcher.
+    """The float32/float64 kernel of rule ``adam`` alone, through the launcher.
 
     The difference from ``Step.time_step`` (rule ``adam``) is the cost of the
     public ``step``: validation, host scalars and dispatch.
@@ -119,18 +124,11 @@ class AdamKernel:
     timeout = _TIMING["timeout"]
 
     def setup(self, dtype, n):
-        from nbadam import _launch
-        from nbadam._kernels import cpu as kernels
+        self.peer = _peers.Kernel(n, np.dtype(dtype), "adam")
+        self.peer.setup()
 
-        c = np.dtype(dtype).type
-        self.launch, self.kernel, self.n = _launch.cpu, kernels.adam, n
-        params, grad, exp_avg, exp_avg_sq = _peers.make_vectors(n, dtype, 0, 4)
-        beta1, beta2, lr, t = 0.9, 0.999, 1e-3, 1
-        self.args = (params, grad, exp_avg, exp_avg_sq, c(1.0), c(0.0), c(1.0),
-                     c(1.0 - beta1), c(beta2), c(1.0 - beta2), c(-lr / (1.0 - beta1 ** t)),
-                     c((1.0 - beta2 ** t) ** 0.5), c(1e-8))
-        self.time_kernel(dtype, n)
-        self.time_kernel(dtype, n)
+    def teardown(self, dtype, n):
+        _peers.release([getattr(self, "peer", None)])
 
     def time_kernel(self, dtype, n):
-        self.launch(self.kernel, self.n, *self.args)
+        self.peer.step()

@@ -1,7 +1,7 @@
 """asv: one GPU step of every update rule (``device="cuda"``), and a device copy.
 
-Skipped (``NotImplementedError`` in ``setup``) when Numba sees no CUDA GPU or
-the optimizers do not take ``device=`` yet.  The parameters start on the host
+Skipped (``NotImplementedError`` in ``setup``) when Numba sees no CUDA GPU.
+The rules are those of ``nbadam.rules.names()``.  The parameters start on the host
 and the gradient lives on the device, as in a training loop whose backward
 pass runs on the GPU.  ``time_step`` synchronises after every step, so it is
 the latency of a step whose result is needed at once; ``track_gbps`` queues
@@ -14,6 +14,8 @@ import ctypes.util
 
 import numpy as np
 
+from nbadam import rules
+
 from .scripts import _peers
 
 # asv starts a process for every parameter combination, even one whose setup
@@ -21,7 +23,7 @@ from .scripts import _peers
 # one combination (skipped in setup).  The probe loads nothing: initialising
 # CUDA here, in asv's parent process, would break the forked benchmark runs.
 _DRIVER = ctypes.util.find_library("cuda") is not None
-RULES = list(_peers.RULES) if _DRIVER else ["adam"]
+RULES = list(rules.names() if _DRIVER else rules.names()[:1])
 SIZES = [1_000, 100_000, 10_000_000] if _DRIVER else [1_000]
 DTYPES = ["float32", "float64"] if _DRIVER else ["float32"]
 
@@ -42,10 +44,7 @@ class Step:
 
     def setup(self, rule, dtype, n):
         _require_gpu()
-        try:
-            self.peer = _peers.NbadamStep(n, np.dtype(dtype), rule, device="cuda")
-        except TypeError as exc:          # the optimizers do not take device= yet
-            raise NotImplementedError(f"nbadam optimizers without device=: {exc}") from None
+        self.peer = _peers.NbadamStep(n, np.dtype(dtype), rule, device="cuda")
         self.peer.setup()
         self.optimizer, self.grad = self.peer.optimizer, self.peer.grad
         self.synchronize = self.peer.sync
@@ -65,7 +64,7 @@ class Step:
 
 
 class DeviceCopy:
-    """A device-to-device copy of Adam's traffic: the GPU's memory yardstick."""
+    """A device-to-device copy of the roofline's traffic: the GPU's memory yardstick."""
 
     params = (DTYPES, SIZES)
     param_names = ["dtype", "n"]
@@ -87,6 +86,6 @@ class DeviceCopy:
 
     def track_gbps(self, dtype, n):
         seconds = _peers.median_time(self.peer.step, sync=self.peer.sync)
-        return _peers.ROOFLINE_PASSES * np.dtype(dtype).itemsize * n / seconds / 1e9
+        return _peers.update_bytes(_peers.ROOFLINE, dtype, n) / seconds / 1e9
 
     track_gbps.unit = "GB/s"

@@ -1,9 +1,11 @@
-"""The benchmark suite runs: every asv class once at its smallest size, and the comparison script.
+"""The benchmarks run: every asv class once at its smallest size, and the scripts' quick paths.
 
-No timing is checked, only that setup, each ``time_``/``track_``/``peakmem_``
-method and the comparison script run and produce what they promise.  Classes
-whose ``setup`` raises ``NotImplementedError`` (no GPU, an API not there yet)
-are skipped, as asv skips them.
+``benchmarks/bench_*.py`` are the asv suites; ``benchmarks/scripts/`` holds the
+standalone scripts (``python -m benchmarks.scripts.<name>``), in which asv must
+find no benchmark.  No timing is checked, only that setup, each
+``time_``/``track_``/``peakmem_`` method and the scripts run and produce what
+they promise.  Classes whose ``setup`` raises ``NotImplementedError`` (no GPU,
+an API not there yet) are skipped, as asv skips them.
 """
 
 import importlib
@@ -11,6 +13,7 @@ import importlib.util
 import inspect
 import itertools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nbadam import rules
+from nbadam.optimizers import make_optimizer
+
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["bench_cpu", "bench_gpu", "bench_minimize", "bench_mlp"]
+#: The asv suites and the scripts, as the files lie.
+MODULES = sorted(path.stem for path in (ROOT / "benchmarks").glob("bench_*.py"))
+SCRIPTS = sorted(path.stem for path in (ROOT / "benchmarks" / "scripts").glob("[!_]*.py"))
 #: Module constants shrunk so that one call of each benchmark stays short.
 SMALL = {"TRAIN": 512, "TEST": 256, "ITERATIONS": 50}
 PREFIXES = ("time_", "track_", "peakmem_", "mem_")
@@ -82,13 +90,73 @@ def test_asv_class_runs(module, cls, monkeypatch):
                 bench.teardown(*args)
 
 
+# -- layout: asv collects the suites and nothing else -----------------------------------
+def test_suites_and_scripts_lie_apart():
+    top = {path.name for path in (ROOT / "benchmarks").glob("*.py")}
+    assert top == {"__init__.py"} | {f"{name}.py" for name in MODULES}, \
+        "benchmarks/ holds the asv suites (bench_*.py); scripts go in benchmarks/scripts/"
+    assert (ROOT / "benchmarks" / "scripts" / "__init__.py").is_file()
+    assert {"compare", "gpu_step", "minimize_speed", "mlp_vs_torch", "mpi_scaling",
+            "nonfinite_cost", "stability", "threads", "threshold"} <= set(SCRIPTS)
+
+
+def test_asv_collects_only_the_suites():
+    discovery = pytest.importorskip("asv_runner.discovery")
+    names = [benchmark.name for benchmark in
+             discovery.disc_benchmarks(str(ROOT / "benchmarks"))]
+    # Names are relative to benchmark_dir: "bench_cpu.Step.time_step".
+    assert {name.split(".")[0] for name in names} == set(MODULES), names
+    assert not [name for name in names if name.startswith("scripts.")]
+
+
+def test_suites_take_their_rules_from_the_registry():
+    from benchmarks import bench_cpu, bench_gpu
+
+    for cls in (bench_cpu.Step, bench_cpu.Bandwidth, bench_gpu.Step):
+        values = cls.params[cls.param_names.index("rule")]
+        assert list(values) == list(rules.names())[:len(values)], cls
+    assert list(bench_cpu.Step.params[0]) == list(rules.names())
+
+
+# -- the peers and the traffic model -----------------------------------------------------
 def test_step_bytes():
     from benchmarks.scripts import _peers
 
     assert _peers.step_bytes("adam", np.float32) == 28
     assert _peers.step_bytes("amsgrad", np.float32) == 36
     assert _peers.step_bytes("adamax", np.float64, 10) == 560
-    assert set(_peers.PASSES) == set(_peers.RULES)
+    assert _peers.update_bytes(_peers.ROOFLINE, np.float32) == 28
+    for name in rules.names():
+        update = rules.get(name).update({})
+        assert _peers.step_bytes(name, np.float32) == (1 + 2 * (1 + len(update.state))) * 4
+    with pytest.raises(ValueError, match="unknown rule"):
+        _peers.step_bytes("sgd", np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", rules.names())
+def test_kernel_peer_launches_what_step_launches(rule, dtype):
+    from benchmarks.scripts import _peers
+
+    peer = _peers.Kernel(257, dtype, rule)
+    param, grad, state, scalars = peer.args
+    assert all(np.asarray(c).dtype == dtype for c in scalars)
+    params = param.copy()
+    opt = make_optimizer(rule, params)
+    peer.step()
+    opt.step(grad)
+    np.testing.assert_array_equal(param, params)
+    for ours, theirs in zip(state, opt._state_arrays, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_roofline_peer_moves_the_vectors():
+    from benchmarks.scripts import _peers
+
+    peer = _peers.Roofline(100, np.float32)
+    grad = peer.grad.copy()
+    peer.step()
+    np.testing.assert_array_equal(peer.params, grad)
 
 
 def test_numpy_peer_matches_nbadam():
@@ -120,13 +188,31 @@ def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     assert "| n |" in capsys.readouterr().out
 
 
-def _run(args, tmp_path, **env):
+def _run(args, tmp_path, check=True, **env):
     env = {**os.environ, "MPLBACKEND": "Agg", **env, "PYTHONPATH": os.pathsep.join(
         [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+    return done
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_runs_as_a_module(name, tmp_path):
+    assert "usage:" in _run(["-m", f"benchmarks.scripts.{name}", "--help"], tmp_path)
+
+
+def test_gpu_step_runs_or_says_why_not(tmp_path):
+    done = _run(["-m", "benchmarks.scripts.gpu_step", "--sizes", "1e3", "--rounds", "1"],
+                tmp_path, check=False)
+    if done.returncode == 0:                # a GPU is here: the table came out
+        assert "| n | steps/loop |" in done.stdout and "nbadam_launch" in done.stdout
+    else:
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert re.search(r"gpu_step: (numba.cuda sees no CUDA GPU|NUMBA_ENABLE_CUDASIM=1 is set)",
+                         done.stderr), done.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -161,6 +247,18 @@ print("gpu benchmarks ran")
 from benchmarks.scripts import compare
 compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
               "--no-torch"])
+
+# gpu_step refuses to time the simulator; its launches are run here once each.
+import numpy as np
+from numba import cuda
+from nbadam import _config
+from benchmarks.scripts import gpu_step
+_config.CUDA_THREADS_PER_BLOCK = 32     # fewer simulated threads per launch
+gpu_step.LAUNCH_SIZE = 64
+for step in gpu_step.make_peers(cuda, None, 64, np.dtype("float32")).values():
+    step()
+overhead = gpu_step.launch_overhead(cuda, None, np.dtype("float32"), steps=1, rounds=1)
+print("gpu_step calls:", " ".join(sorted(overhead)))
 """
 
 
@@ -169,7 +267,9 @@ compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
 def test_gpu_benchmarks_under_simulator(tmp_path):
     # The simulator must be chosen before numba.cuda is first imported: a new process.
     script = f"OUT = {str(tmp_path)!r}\n" + GPU_SCRIPT
-    assert "gpu benchmarks ran" in _run(["-c", script], tmp_path, NUMBA_ENABLE_CUDASIM="1")
+    out = _run(["-c", script], tmp_path, NUMBA_ENABLE_CUDASIM="1")
+    assert "gpu benchmarks ran" in out
+    assert "gpu_step calls: nbadam_launch nbadam_step numba_dispatcher_launch" in out
     text = (tmp_path / "compare_gpu.md").read_text(encoding="utf-8")
     assert "nbadam_cuda" in text and "nbadam / copy" in text
     if importlib.util.find_spec("matplotlib") is not None:

@@ -6,7 +6,9 @@ waits for queued device work (a no-op on the CPU).  ``setup()`` compiles and
 warms up so that no peer's first-call cost lands in a timing.
 
 * :class:`NbadamStep` -- the public ``Optimizer.step`` (what users call), for
-  every rule, on the CPU or (``device="cuda"``) the GPU.
+  every rule of :mod:`nbadam.rules`, on the CPU or (``device="cuda"``) the GPU.
+* :class:`Kernel` -- the same rule's CPU kernel alone, through the launcher,
+  with the scalars ``step`` would compute: ``NbadamStep`` minus the Python call.
 * :class:`NumpyAdam` -- Adam written with NumPy ufuncs, in place, with one
   scratch buffer (``out=``), the same formulas as ``REFERENCE.md``.
 * :class:`TorchAdam` -- ``torch.optim.Adam`` with ``fused=True`` or
@@ -14,11 +16,12 @@ warms up so that no peer's first-call cost lands in a timing.
 * :class:`Roofline` -- nbadam's ``same_traffic`` kernel: Adam's memory traffic
   (read four vectors, write three) and no arithmetic, through the same
   serial/parallel launcher as the optimizers.
-* :class:`DeviceCopy` -- a device-to-device copy moving as many bytes as an
-  Adam step, the GPU's yardstick.
+* :class:`DeviceCopy` -- a device-to-device copy moving as many bytes as the
+  roofline kernel, the GPU's yardstick.
 
-The module also holds the traffic model (:func:`step_bytes`) and the timing
-helpers shared by the asv suite and :mod:`benchmarks.scripts.compare`.
+The module also holds the traffic model (:func:`step_bytes`, read from each
+rule's state arrays) and the timing helpers shared by the asv suites and
+:mod:`benchmarks.scripts.compare`.
 """
 
 from __future__ import annotations
@@ -27,40 +30,62 @@ import gc
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-import nbadam
+from nbadam import rules
+from nbadam._kernels.roofline import SAME_TRAFFIC
+from nbadam.optimizers import make_optimizer
 
-#: Every update rule: (optimizer class name, keyword arguments).
-RULES: dict[str, tuple[str, dict]] = {
-    "adam": ("Adam", {}),
-    "amsgrad": ("Adam", {"amsgrad": True}),
-    "adamw": ("AdamW", {}),
-    "nadam": ("NAdam", {}),
-    "adamax": ("Adamax", {}),
-    "radam": ("RAdam", {}),
-}
+#: The roofline as an update (``state`` is ``exp_avg``, ``exp_avg_sq``; no scalars).
+ROOFLINE = SAME_TRAFFIC
 
-#: Vector passes per element and step (reads + writes).  Adam reads θ, g, m, v
-#: and writes θ, m, v (7); AMSGrad also reads and writes v̄ (9); Adamax keeps
-#: u in place of v (7); AdamW, NAdam and RAdam move what Adam moves.
-PASSES: dict[str, int] = {
-    "adam": 7, "amsgrad": 9, "adamw": 7, "nadam": 7, "adamax": 7, "radam": 7,
-}
-#: The roofline kernel's passes (``same_traffic``: Adam's traffic).
-ROOFLINE_PASSES = 7
+
+def rule_update(rule: str) -> rules.Update:
+    """The update ``rule`` runs with its default hyperparameters (AMSGrad's has 3 state arrays)."""
+    return rules.get(rule).update({})
+
+
+def passes(update: Any) -> int:
+    """Vector passes per element and step of ``update`` (a rule's update or :data:`ROOFLINE`).
+
+    The gradient is read once; the parameters and every state array are read
+    and written once.
+
+    >>> passes(rule_update("adam")), passes(rule_update("amsgrad")), passes(ROOFLINE)
+    (7, 9, 7)
+    """
+    return 1 + 2 * (1 + len(update.state))
+
+
+def update_bytes(update: Any, dtype, n: int = 1) -> int:
+    """Bytes one launch of ``update`` moves for ``n`` elements of ``dtype``."""
+    return passes(update) * np.dtype(dtype).itemsize * n
 
 
 def step_bytes(rule: str, dtype, n: int = 1) -> int:
-    """Bytes one step of ``rule`` moves for ``n`` elements of ``dtype``.
+    """Bytes one step of ``rule`` (a name in ``nbadam.rules.names()``) moves.
 
     >>> step_bytes("adam", np.float32)
     28
     >>> step_bytes("amsgrad", np.float32)
     36
     """
-    return PASSES[rule] * np.dtype(dtype).itemsize * n
+    return update_bytes(rule_update(rule), dtype, n)
+
+
+def step_scalars(optimizer: Any, t: int | None = None) -> tuple:
+    """The scalars ``optimizer.step`` hands its kernel at step ``t`` (default: the next).
+
+    Computed as ``step`` computes them, in the parameters' dtype, on a copy
+    of the running scalar state (which NAdam's scalars update in place).
+    """
+    t = optimizer.step_count + 1 if t is None else t
+    update, values = optimizer._update, optimizer._values
+    hyper = optimizer.rule.hyper(values, values["maximize"])
+    return optimizer._in_dtype(update.scalars(hyper, optimizer._running.copy(),
+                                              optimizer.current_lr(), t))
 
 
 def cuda_available() -> bool:
@@ -130,22 +155,24 @@ class Peer:
 
 
 class NbadamStep(Peer):
-    """``nbadam.<Rule>(params, **kwargs).step(grad)`` on the CPU or the GPU."""
+    """``make_optimizer(rule, params, device=device).step(grad)``, the public call.
+
+    ``rule`` is a name in ``nbadam.rules.names()``; on ``device="cuda"`` the
+    parameters start on the host and the gradient lives on the device.
+    """
 
     def __init__(self, n: int, dtype=np.float32, rule: str = "adam", device: str = "cpu",
                  seed: int = 0):
-        cls_name, kwargs = RULES[rule]
         self.name = "nbadam" if device == "cpu" else f"nbadam_{device}"
         self.device = device
         self.params, grad = make_vectors(n, dtype, seed, 2)
         if device == "cpu":
             self.grad = grad
-            self.optimizer = getattr(nbadam, cls_name)(self.params, **kwargs)
         else:
             from numba import cuda
             self._cuda = cuda
             self.grad = cuda.to_device(grad)
-            self.optimizer = getattr(nbadam, cls_name)(self.params, device=device, **kwargs)
+        self.optimizer = make_optimizer(rule, self.params, device=device)
 
     def step(self) -> None:
         self.optimizer.step(self.grad)
@@ -153,6 +180,34 @@ class NbadamStep(Peer):
     def sync(self) -> None:
         if self.device != "cpu":
             self._cuda.synchronize()
+
+
+class Kernel(Peer):
+    """The CPU kernel of ``rule`` alone: ``_launch.cpu(kernels(update), n, *args)``.
+
+    The arguments are those ``step`` passes at its first step (the optimizer's
+    parameters and state, the gradient, step 1's scalars), so the difference
+    from :class:`NbadamStep` is the cost of the public call: validation, host
+    scalars and dispatch.  ``pair`` and ``args`` are there for callers that
+    pick the serial or parallel build themselves.
+    """
+
+    name = "kernel"
+
+    def __init__(self, n: int, dtype=np.float32, rule: str = "adam", seed: int = 0):
+        from nbadam import _launch
+        from nbadam._kernels import cpu
+
+        params, grad = make_vectors(n, dtype, seed, 2)
+        optimizer = make_optimizer(rule, params)
+        self.update = optimizer._update
+        self.pair = cpu.kernels(self.update)
+        self.args = (optimizer._params, grad, optimizer._state_arrays,
+                     step_scalars(optimizer, 1))
+        self.n, self._launch = n, _launch.cpu
+
+    def step(self) -> None:
+        self._launch(self.pair, self.n, *self.args)
 
 
 class NumpyAdam(Peer):
@@ -240,21 +295,22 @@ class Roofline(Peer):
         from nbadam._kernels import cpu as kernels
         self._launch, self._kernel = _launch.cpu, kernels.same_traffic
         self.n = n
-        self.vectors = make_vectors(n, dtype, seed, 4)
+        self.params, self.grad, *state = make_vectors(n, dtype, seed, 2 + len(ROOFLINE.state))
+        self.state = tuple(state)
 
     def step(self) -> None:
-        self._launch(self._kernel, self.n, *self.vectors)
+        self._launch(self._kernel, self.n, self.params, self.grad, self.state, ())
 
 
 class DeviceCopy(Peer):
-    """A device-to-device copy moving Adam's 7 passes of bytes (3.5 n elements, twice)."""
+    """A device-to-device copy moving the roofline's bytes (7 passes: 3.5 n elements, twice)."""
 
     name = "cuda_copy"
 
     def __init__(self, n: int, dtype=np.float32, seed: int = 0):
         from numba import cuda
         self._cuda = cuda
-        count = math.ceil(3.5 * n)
+        count = math.ceil(passes(ROOFLINE) * n / 2)
         self.src = cuda.device_array(count, dtype=dtype)
         self.dst = cuda.device_array(count, dtype=dtype)
 

@@ -143,9 +143,10 @@ def _gpu_name() -> str:
 
 # -- measurement ------------------------------------------------------------------
 
-def measure(peers, n: int, itemsize: int, repeat: int,
+def measure(peers, n: int, dtype: np.dtype, repeat: int,
             min_time: float) -> dict[str, dict[str, float]]:
     """Median and IQR seconds per step of each peer, plus ns/element and GB/s."""
+    adam_bytes = _peers.step_bytes("adam", dtype, n)
     for peer in peers:
         peer.setup()
     samples = _peers.interleaved(peers, repeat, min_time)
@@ -157,7 +158,7 @@ def measure(peers, n: int, itemsize: int, repeat: int,
             "iqr": float(q75 - q25),
             "ns_per_element": float(median) / n * 1e9,
             # Effective bandwidth: the bytes Adam must move (28 per float32 element).
-            "gbps": _peers.ROOFLINE_PASSES * itemsize * n / float(median) / 1e9,
+            "gbps": adam_bytes / float(median) / 1e9,
             "samples": samples[peer.name],
         }
     return stats
@@ -169,7 +170,7 @@ def run_sizes(make_peers, sizes, dtype, repeat, min_time, log=print):
     for n in sizes:
         peers = make_peers(n, dtype)
         try:
-            results[n] = measure(peers, n, dtype.itemsize, repeat, min_time)
+            results[n] = measure(peers, n, dtype, repeat, min_time)
         finally:
             _peers.release(peers)
         summary = ", ".join(f"{name} {s['median'] * 1e6:.1f} us"

@@ -40,8 +40,11 @@ import numpy as np
 
 import nbadam
 
-#: Passes over the vectors per Adam step: read θ, g, m, v and write θ, m, v.
-PASSES = 7
+from . import _peers
+
+#: Passes over the vectors per Adam step: read θ, g, m, v and write θ, m, v (as
+#: many as the same-traffic kernel makes).
+PASSES = _peers.passes(_peers.rule_update("adam"))
 DEFAULT_SIZES = [100_000, 1_000_000, 10_000_000, 100_000_000]
 LAUNCH_SIZE = 1_000
 #: Work per timed loop, in element-steps, so small n still runs long enough.
@@ -81,12 +84,17 @@ def make_peers(cuda, torch, n: int, dtype: np.dtype) -> dict:
     params = cuda.to_device(rng.standard_normal(n).astype(dtype))
     grad = cuda.to_device(rng.standard_normal(n).astype(dtype))
     opt = nbadam.Adam(params, lr=1e-3, device="cuda")
-    traffic = [cuda.to_device(rng.standard_normal(n).astype(dtype)) for _ in range(4)]
+    roofline = _peers.ROOFLINE
+    traffic_param, traffic_grad, *traffic_state = (
+        cuda.to_device(rng.standard_normal(n).astype(dtype))
+        for _ in range(2 + len(roofline.state)))
+    traffic_state = tuple(traffic_state)
     count = PASSES * n // 2          # read + write of 3.5 n elements = 7 n element moves
     src = cuda.to_device(rng.standard_normal(count).astype(dtype))
     dst = cuda.device_array(count, dtype=dtype)
     peers = {"nbadam": lambda: opt.step(grad),
-             "same_traffic": lambda: _cuda.step("same_traffic", n, *traffic),
+             "same_traffic": lambda: _cuda.step(roofline, n, traffic_param, traffic_grad,
+                                                traffic_state, ()),
              "copy": lambda: dst.copy_to_device(src)}
     if torch is not None:
         tdtype = getattr(torch, dtype.name)
@@ -126,13 +134,13 @@ def launch_overhead(cuda, torch, dtype: np.dtype, steps: int = 2_000,
     params = cuda.to_device(rng.standard_normal(LAUNCH_SIZE).astype(dtype))
     grad = cuda.to_device(rng.standard_normal(LAUNCH_SIZE).astype(dtype))
     opt = nbadam.Adam(params, lr=1e-3, device="cuda")
-    m, v = opt._state["exp_avg"], opt._state["exp_avg_sq"]
-    scalars = [dtype.type(x) for x in (1, 0, 1, 0.1, 0.999, 1e-3, -1e-3, 1, 1e-8)]
-    args = (params, grad, m, v, *scalars)
-    configured = kernels.kernel("adam", dtype)[_cuda.grid(LAUNCH_SIZE)]
+    update = opt._update
+    # What opt.step launches at its first step: parameters, gradient, state, scalars.
+    args = (opt._params, grad, opt._state_arrays, _peers.step_scalars(opt, 1))
+    configured = kernels.kernel(update, dtype)[_cuda.grid(LAUNCH_SIZE)]
     calls = {
         "nbadam_step": lambda: opt.step(grad),
-        "nbadam_launch": lambda: _cuda.step("adam", LAUNCH_SIZE, *args),
+        "nbadam_launch": lambda: _cuda.step(update, LAUNCH_SIZE, *args),
         "numba_dispatcher_launch": lambda: configured(*args),
     }
     if torch is not None:

@@ -1,8 +1,9 @@
 """Where the parallel CPU kernel starts to beat the serial one.
 
-Times the serial and the parallel build of the float32 and float64 Adam kernel
-at sizes around the threshold, interleaved, and prints medians and the ratio.
-``nbadam._config.PARALLEL_MIN_SIZE`` is set from this measurement.
+Times the serial and the parallel build of the float32 and float64 kernel of
+rule ``adam`` at sizes around the threshold, interleaved, and prints medians
+and the ratio.  ``nbadam._config.PARALLEL_MIN_SIZE`` is set from this
+measurement.
 
 Usage: ``python -m benchmarks.scripts.threshold [--repeat 15]``
 """
@@ -29,26 +30,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args(argv)
     from nbadam import _config
-    from nbadam._kernels import cpu
+
+    from ._peers import Kernel
 
     _config.configure_threading()
     print(f"PARALLEL_MIN_SIZE now: {_config.PARALLEL_MIN_SIZE}\n")
     print("| dtype | n | serial (us) | parallel (us) | parallel / serial |\n|---|---|---|---|---|")
     for dtype in (np.float32, np.float64):
-        c = dtype
         for n in SIZES:
-            rng = np.random.default_rng(n)
-            p, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
-            v = np.abs(rng.standard_normal(n)).astype(dtype)
-            kargs = (p, g, m, v, c(1), c(0), c(1), c(0.1), c(0.999), c(0.001), c(-1e-3),
-                     c(1), c(1e-8))
+            kernel = Kernel(n, dtype, "adam", seed=n)
             number = max(1, 2_000_000 // n)
-            cpu.adam.serial(*kargs)
-            cpu.adam.parallel(*kargs)
+            kernel.pair.serial(*kernel.args)
+            kernel.pair.parallel(*kernel.args)
             serial, parallel = [], []
             for _ in range(args.repeat):
-                serial.append(_time(cpu.adam.serial, kargs, number))
-                parallel.append(_time(cpu.adam.parallel, kargs, number))
+                serial.append(_time(kernel.pair.serial, kernel.args, number))
+                parallel.append(_time(kernel.pair.parallel, kernel.args, number))
             s, q = np.median(serial) * 1e6, np.median(parallel) * 1e6
             print(f"| {np.dtype(dtype).name} | {n} | {s:.1f} | {q:.1f} | {q / s:.2f} |")
 
