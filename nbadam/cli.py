@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
 import sys
 import time
@@ -77,8 +76,7 @@ _widths.__name__ = "list of widths"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nbadam`` command."""
-    from . import __version__
-    from .nn.training import OPTIMIZERS
+    from . import __version__, rules
 
     parser = _Parser(prog="nbadam", description="The Adam family as fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"nbadam {__version__}")
@@ -93,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="examples per step (default: 128)")
     mnist.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: the optimizer's, 1e-3 for adam)")
-    mnist.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
+    mnist.add_argument("--optimizer", choices=rules.names(), default="adam",
                        type=str.lower, help="update rule (default: adam)")
     mnist.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
                        help="learning rate over the run: constant, or cosine decay from "
@@ -212,11 +210,10 @@ def _check_plot_format(path: str) -> None:
 
 
 def _mnist(args: argparse.Namespace, run: _Run) -> int:
-    from . import schedules
+    from . import rules, schedules
     from .datasets import load_mnist
     from .nn import MLP, plot_history
     from .nn.plotting import require_matplotlib
-    from .nn.training import OPTIMIZERS
 
     if args.resume and args.checkpoint is None:
         raise ValueError("--resume needs --checkpoint PATH")
@@ -258,7 +255,7 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
     lr = args.lr
     if args.schedule == "cosine":
         if lr is None:
-            lr = inspect.signature(OPTIMIZERS[args.optimizer][0]).parameters["lr"].default
+            lr = rules.get(args.optimizer).defaults["lr"]
         steps = -(-len(x_train) // args.batch_size) * args.epochs
         lr = schedules.warmup_cosine_decay(peak_value=lr, warmup_steps=0, decay_steps=steps)
     show_bar = not args.no_progress and sys.stderr.isatty()

@@ -250,7 +250,7 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert np.array_equal(training.epoch_order(5, 2, 4, shuffle=False), np.arange(4))
 
 
-@pytest.mark.parametrize("name", list(training.OPTIMIZERS))
+@pytest.mark.parametrize("name", nbadam.rules.names())
 def test_every_named_optimizer_trains(name):
     x, y = tiny_data(n=200)
     model = MLP(TINY, dtype=np.float64)

@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import _launch, _validate, checkpoint
-from . import _fused
+from . import _fused, training
+from ._workspace import _Workspace
 
 __all__ = ["MLP"]
 
@@ -34,36 +35,6 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid")
 #: Rows per block when predicting or evaluating outside of ``fit``.
 EVAL_BATCH = 1024
 _MODEL_FORMAT = "mlp"
-
-
-class _Workspace:
-    """Per-batch buffers for ``rows`` examples, allocated once and reused.
-
-    ``inputs`` holds the batch converted to the model's dtype, ``hidden[l]``
-    the output of hidden layer ``l`` (after its activation), ``logits`` the
-    output layer, ``deltas[l]`` the gradient of the loss with respect to the
-    pre-activation of layer ``l`` and ``labels`` the batch's labels.  A batch
-    of ``b <= rows`` examples uses the first ``b`` rows of each (C-contiguous
-    views, so BLAS writes into them directly).
-    """
-
-    def __init__(self, sizes: tuple[int, ...], dtype: np.dtype, rows: int):
-        self.rows = rows
-        self.inputs = np.empty((rows, sizes[0]), dtype)
-        self.hidden = [np.empty((rows, width), dtype) for width in sizes[1:-1]]
-        self.logits = np.empty((rows, sizes[-1]), dtype)
-        self.deltas = [np.empty((rows, width), dtype) for width in sizes[1:]]
-        self.labels = np.empty(rows, np.intp)
-
-    def load(self, x: np.ndarray, divisor: np.generic, rows: np.ndarray,
-             y: np.ndarray | None = None) -> int:
-        """Copy examples ``rows`` of ``x`` (and ``y``) into the buffers; return their count."""
-        count = rows.size
-        _fused.gather_rows(x, rows, divisor, self.inputs[:count])
-        if y is not None:
-            # mode="clip" writes straight into ``out``; "raise" would buffer a copy.
-            np.take(y, rows, out=self.labels[:count], mode="clip")
-        return count
 
 
 class MLP:
@@ -368,94 +339,7 @@ class MLP:
             correct += block_correct
         return {"loss": loss / n, "accuracy": correct / n}
 
-    def fit(self, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
-            optimizer: Any = "adam", lr: float | Callable[[int], float] | None = None, *,
-            optimizer_options: dict[str, Any] | None = None,
-            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
-            seed: int | None = None, progress: bool = True,
-            callback: Callable[[int, dict[str, float]], Any] | None = None,
-            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, comm: Any = None,
-            shard_optimizer: bool = False) -> dict[str, list[float]]:
-        """Train with mini-batches of softmax cross-entropy; see :func:`nbadam.nn.training.fit`.
-
-        Parameters
-        ----------
-        x, y : array_like
-            Training inputs and integer labels (see the class notes).
-        epochs : int, default 10
-            Total number of passes over the data (when resuming, including
-            the epochs already in the checkpoint).
-        batch_size : int, default 128
-            Examples per step; the last batch of an epoch may be smaller.
-        optimizer : str or nbadam.Optimizer, default "adam"
-            ``"adam"``, ``"adamw"``, ``"amsgrad"``, ``"nadam"``, ``"adamax"``,
-            ``"radam"``, or an optimizer already built on :attr:`params`.
-        lr : float or callable, optional
-            Learning rate (or schedule) for a named optimizer; by default the
-            optimizer's own (1e-3 for Adam).
-        optimizer_options : dict, optional
-            Further keyword arguments for a named optimizer (``betas``,
-            ``weight_decay``, ...).
-        validation_data : tuple (x_val, y_val), optional
-            Evaluated after every epoch.
-        shuffle : bool, default True
-            Visit the examples in a new random order every epoch; the order of
-            epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)``.
-        seed : int, optional
-            Seed of the data order; by default the model's :attr:`seed`.
-        progress : bool, default True
-            Show a tqdm bar per epoch (only when stderr is a terminal).
-        callback : callable, optional
-            Called as ``callback(epoch, logs)`` after each epoch, with the
-            1-based epoch number and that epoch's metrics.
-        checkpoint : str or os.PathLike, optional
-            File to write the training state to (atomically, ``.npz``).
-        checkpoint_every : int, default 1
-            Write the checkpoint every this many epochs, and after the last.
-        resume : bool, default False
-            Continue from ``checkpoint`` if it exists (else start afresh); the
-            result is bit for bit that of an uninterrupted run.
-        comm : mpi4py.MPI.Intracomm, optional
-            Train data-parallel over MPI ranks (``MPI.COMM_WORLD`` under
-            ``mpiexec``; see :mod:`nbadam.distributed`).  Every rank calls
-            ``fit`` with the same arguments and data, computes the gradient of
-            its shard of each global batch, and one ``Allreduce`` of the flat
-            gradient per step gives all ranks the same update, so the result
-            matches single-process training up to rounding.  Only rank 0 shows
-            progress and writes ``checkpoint`` (every rank reads it to resume);
-            ``callback`` runs on every rank with the same logs.  An exception on
-            any rank ends the MPI job.
-        shard_optimizer : bool, default False
-            With ``comm``: split the optimizer state between the ranks (ZeRO
-            stage 1, :class:`nbadam.distributed.ShardedOptimizer`), dividing
-            its memory per rank by their number; same parameters, bit for bit.
-
-        Returns
-        -------
-        dict of str to list of float
-            ``"loss"`` and ``"accuracy"`` per epoch (averaged over the
-            epoch's batches, each measured before its update), plus
-            ``"val_loss"`` and ``"val_accuracy"`` with ``validation_data``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import nbadam
-        >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 8, dtype=np.float64)
-        >>> y = np.logical_xor(x[:, 0], x[:, 1]).astype(int)
-        >>> model = nbadam.MLP((2, 8, 2), activation="tanh", dtype=np.float64)
-        >>> history = model.fit(x, y, epochs=60, batch_size=8, lr=0.05, progress=False)
-        >>> sorted(history), history["accuracy"][-1]
-        (['accuracy', 'loss'], 1.0)
-        """
-        from .training import fit
-
-        return fit(self, x, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                   lr=lr, optimizer_options=optimizer_options, validation_data=validation_data,
-                   shuffle=shuffle, seed=seed, progress=progress, callback=callback,
-                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                   comm=comm, shard_optimizer=shard_optimizer)
+    fit = training.fit
 
     # -- files ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

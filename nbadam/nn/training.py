@@ -28,25 +28,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import _validate, distributed, schedules
+from .. import _validate, distributed, rules, schedules
 from .. import checkpoint as _checkpoint
-from ..optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
-from .mlp import _Workspace
+from ..optimizers import Optimizer, optimizer_class
+from ._workspace import _Workspace
 
 if TYPE_CHECKING:
     from .mlp import MLP
 
-__all__ = ["OPTIMIZERS", "Trainer", "epoch_order", "fit"]
+__all__ = ["Trainer", "epoch_order", "fit"]
 
-#: Optimizer names accepted by ``fit(optimizer=...)``: class and fixed options.
-OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
-    "adam": (Adam, {}),
-    "adamw": (AdamW, {}),
-    "amsgrad": (Adam, {"amsgrad": True}),
-    "nadam": (NAdam, {}),
-    "adamax": (Adamax, {}),
-    "radam": (RAdam, {}),
-}
 _TRAINING_FORMAT = "mlp-training"
 #: Steps between refreshes of the progress bar's loss and accuracy.
 _POSTFIX_EVERY = 25
@@ -93,10 +84,11 @@ def make_optimizer(model: MLP, optimizer: Any, lr: Any, options: dict[str, Any] 
             raise ValueError("lr and optimizer_options apply to a named optimizer; set them "
                              f"on the {type(optimizer).__name__} instance instead")
         return optimizer
-    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))} or an "
-                         f"nbadam optimizer instance, got {optimizer!r}")
-    cls, fixed = OPTIMIZERS[optimizer.lower()]
+    if not isinstance(optimizer, str) or optimizer.lower() not in rules.names():
+        raise ValueError(f"optimizer must be one of {', '.join(map(repr, rules.names()))} "
+                         f"(nbadam.rules) or an nbadam optimizer instance, got {optimizer!r}")
+    rule = rules.get(optimizer)
+    cls, fixed = optimizer_class(rule), dict(rule.pinned)
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -242,19 +234,91 @@ def _abort_job_on_error(fit_function: Callable) -> Callable:
 
 
 @_abort_job_on_error
-def fit(model: MLP, x: Any, y: Any, *, epochs: int = 10, batch_size: int = 128,
-        optimizer: Any = "adam", lr: Any = None, optimizer_options: dict[str, Any] | None = None,
+def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
+        optimizer: Any = "adam", lr: float | Callable[[int], float] | None = None, *,
+        optimizer_options: dict[str, Any] | None = None,
         validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
         seed: int | None = None, progress: bool = True,
         callback: Callable[[int, dict[str, float]], Any] | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
         resume: bool = False, comm: Any = None,
         shard_optimizer: bool = False) -> dict[str, list[float]]:
-    """Train ``model``; the parameters are documented at :meth:`nbadam.MLP.fit`.
+    """Train with mini-batches of softmax cross-entropy.
 
-    Everything is validated before anything changes: a bad argument leaves the
-    model, the optimizer and the checkpoint file as they were.  With a
-    multi-rank ``comm``, an exception on any rank ends the whole MPI job.
+    This is :meth:`nbadam.MLP.fit` (the function itself: ``model.fit(x, y)``
+    is ``fit(model, x, y)``).  Everything is validated before anything
+    changes: a bad argument leaves the model, the optimizer and the
+    checkpoint file as they were.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Training inputs and integer labels (see the class notes).
+    epochs : int, default 10
+        Total number of passes over the data (when resuming, including
+        the epochs already in the checkpoint).
+    batch_size : int, default 128
+        Examples per step; the last batch of an epoch may be smaller.
+    optimizer : str or nbadam.Optimizer, default "adam"
+        The name of a rule of :mod:`nbadam.rules` (``nbadam.rules.names()``),
+        or an optimizer already built on the model's ``params``.
+    lr : float or callable, optional
+        Learning rate (or schedule) for a named optimizer; by default the
+        optimizer's own (1e-3 for Adam).
+    optimizer_options : dict, optional
+        Further keyword arguments for a named optimizer (``betas``,
+        ``weight_decay``, ...).
+    validation_data : tuple (x_val, y_val), optional
+        Evaluated after every epoch.
+    shuffle : bool, default True
+        Visit the examples in a new random order every epoch; the order of
+        epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)``.
+    seed : int, optional
+        Seed of the data order; by default the model's :attr:`seed`.
+    progress : bool, default True
+        Show a tqdm bar per epoch (only when stderr is a terminal).
+    callback : callable, optional
+        Called as ``callback(epoch, logs)`` after each epoch, with the
+        1-based epoch number and that epoch's metrics.
+    checkpoint : str or os.PathLike, optional
+        File to write the training state to (atomically, ``.npz``).
+    checkpoint_every : int, default 1
+        Write the checkpoint every this many epochs, and after the last.
+    resume : bool, default False
+        Continue from ``checkpoint`` if it exists (else start afresh); the
+        result is bit for bit that of an uninterrupted run.
+    comm : mpi4py.MPI.Intracomm, optional
+        Train data-parallel over MPI ranks (``MPI.COMM_WORLD`` under
+        ``mpiexec``; see :mod:`nbadam.distributed`).  Every rank calls
+        ``fit`` with the same arguments and data, computes the gradient of
+        its shard of each global batch, and one ``Allreduce`` of the flat
+        gradient per step gives all ranks the same update, so the result
+        matches single-process training up to rounding.  Only rank 0 shows
+        progress and writes ``checkpoint`` (every rank reads it to resume);
+        ``callback`` runs on every rank with the same logs.  An exception on
+        any rank ends the MPI job.
+    shard_optimizer : bool, default False
+        With ``comm``: split the optimizer state between the ranks (ZeRO
+        stage 1, :class:`nbadam.distributed.ShardedOptimizer`), dividing
+        its memory per rank by their number; same parameters, bit for bit.
+
+    Returns
+    -------
+    dict of str to list of float
+        ``"loss"`` and ``"accuracy"`` per epoch (averaged over the
+        epoch's batches, each measured before its update), plus
+        ``"val_loss"`` and ``"val_accuracy"`` with ``validation_data``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nbadam
+    >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 8, dtype=np.float64)
+    >>> y = np.logical_xor(x[:, 0], x[:, 1]).astype(int)
+    >>> model = nbadam.MLP((2, 8, 2), activation="tanh", dtype=np.float64)
+    >>> history = model.fit(x, y, epochs=60, batch_size=8, lr=0.05, progress=False)
+    >>> sorted(history), history["accuracy"][-1]
+    (['accuracy', 'loss'], 1.0)
     """
     epochs = _validate.integer("epochs", epochs, 1)
     batch_size = _validate.integer("batch_size", batch_size, 1)
