@@ -144,6 +144,8 @@ def scheduled_lr(schedule: Callable[[int], float], count: int) -> float:
 
 def params_vector(value: Any, name: str = "params") -> np.ndarray:
     """A writable, C-contiguous, 1-D float32/float64 NumPy array (used as is)."""
+    if type(value) is not np.ndarray:
+        value = not_masked(name, value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a 1-D NumPy array of float32 or float64, got "
                         f"{type(value).__name__}; use np.asarray(x, dtype=np.float64)")
@@ -231,6 +233,8 @@ def not_masked(name: str, value: Any) -> Any:
 
 def gradient(value: Any, size: int, dtype: np.dtype, name: str = "grad") -> np.ndarray:
     """A 1-D contiguous gradient of ``size`` elements and exactly ``dtype``."""
+    if type(value) is not np.ndarray:
+        value = not_masked(name, value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of {dtype}, got {type(value).__name__}")
     if value.dtype != dtype:

@@ -559,7 +559,8 @@ class ShardedOptimizer:
 
     def load(self, path: str | os.PathLike) -> None:
         """Read a file written by :meth:`save` (or a plain optimizer's); every rank reads it."""
-        state_dict = checkpoint.load_optimizer(path, self._local.state)
+        state_dict = checkpoint.load_optimizer(path, self._local.state, size=self._params.size,
+                                               dtype=self._params.dtype)
         try:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:

@@ -366,7 +366,8 @@ class Optimizer:
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state written by :meth:`save` into this optimizer."""
-        state_dict = checkpoint.load_optimizer(path, self._state)
+        state_dict = checkpoint.load_optimizer(path, self._state, size=self._size,
+                                               dtype=self._dtype)
         try:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:

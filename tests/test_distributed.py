@@ -214,7 +214,7 @@ def test_sharded_checkpoints_are_plain_optimizer_checkpoints(tmp_path):
     again.step(grad)
     np.testing.assert_array_equal(again.params, plain.params)
     wrong = distributed.ShardedOptimizer(nbadam.NAdam, np.zeros(21), COMM)
-    with pytest.raises(ValueError, match="opt.npz: state_dict holds 20"):
+    with pytest.raises(ValueError, match=r"opt.npz: .*\(20,\).*expected \(21,\)"):
         wrong.load(tmp_path / "opt.npz")
 
 

@@ -133,7 +133,7 @@ def _gradient(value: Any, n: int, dtype: np.dtype) -> np.ndarray:
     if (type(value) is np.ndarray and value.dtype == dtype and value.shape == (n,)
             and value.flags.c_contiguous):
         return value
-    array = np.atleast_1d(np.asarray(value))
+    array = np.atleast_1d(np.asarray(_validate.not_masked("jac's value", value)))
     if array.dtype.kind not in "biuf":
         raise ValueError(f"jac must return a real array, got dtype {array.dtype}")
     if array.shape != (n,):
@@ -193,7 +193,7 @@ def _with_tol(options: dict[str, Any] | None, tol: float | None) -> dict[str, An
 
 def _normalize(x0: Any, args: Any) -> tuple[np.ndarray, tuple]:
     """``x0`` as a fresh 1-D float array (float32 kept), ``args`` as a tuple."""
-    x = np.atleast_1d(np.asarray(x0))
+    x = np.atleast_1d(np.asarray(_validate.not_masked("x0", x0)))
     if x.ndim != 1:
         raise ValueError(f"x0 must be one-dimensional, got shape {x.shape}")
     if x.dtype.kind == "c":
