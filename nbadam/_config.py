@@ -11,7 +11,7 @@ import os
 
 #: Vectors with at least this many elements use the ``parallel=True`` CPU
 #: kernel; shorter ones use the serial kernel, whose call costs no thread
-#: wake-up.  Measured with ``python -m benchmarks.threshold`` (see docs).
+#: wake-up.  Measured with ``python -m benchmarks.scripts.threshold`` (see docs).
 PARALLEL_MIN_SIZE: int = 65_536
 
 #: CUDA launch configuration: threads per block and an upper bound on blocks
@@ -38,7 +38,7 @@ def configure_threading() -> str:
     after each parallel region, and OpenBLAS (NumPy's BLAS) does the same after
     each matrix product.  Alternating the two, as a training loop does, makes
     each pool steal the other's cores: on two cores one BLAS + Adam iteration
-    went from 0.8 ms to 8.8 ms (``python -m benchmarks.threads``).  Idle
+    went from 0.8 ms to 8.8 ms (``python -m benchmarks.scripts.threads``).  Idle
     workers that sleep fix it, so:
 
     * a layer chosen with ``NUMBA_THREADING_LAYER`` is always honoured;

@@ -150,7 +150,7 @@ def test_cpu_optimizer_reports_its_device():
 @pytest.mark.skipif(CUDA_USABLE and not SIMULATED, reason="a GPU is here: run the benchmark")
 def test_gpu_benchmark_says_why_it_cannot_run():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_step", "--sizes", "1e3"],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scripts.gpu_step", "--sizes", "1e3"],
                          capture_output=True, text=True, cwd=root)
     assert out.returncode == 1, out.stderr
     assert re.search(r"gpu_step: (numba.cuda sees no CUDA GPU|NUMBA_ENABLE_CUDASIM=1 is set)",

@@ -135,7 +135,7 @@ def _load_extension():
 REPORT = """\
 # Adam step on the CPU (float32)
 
-Measured with `python -m benchmarks.compare`: float32, 15 rounds
+Measured with `python -m benchmarks.scripts.compare`: float32, 15 rounds
 per size.
 
 - CPU: some CPU; 2 cores
@@ -166,7 +166,8 @@ def test_benchmark_report_reads_the_compare_markdown():
     assert [cell.astext() for cell in cells] == ["10,000,000", "9,800", "9,700", "1.01"]
     assert cells[0]["classes"] == ["benchmark-right"]
     paragraph = ext.markdown(REPORT)[1]
-    assert paragraph.astext().startswith("Measured with python -m benchmarks.compare: float32")
+    assert paragraph.astext().startswith(
+        "Measured with python -m benchmarks.scripts.compare: float32")
     assert list(paragraph.findall(nodes.literal))
 
 

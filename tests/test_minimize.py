@@ -16,7 +16,7 @@ import pytest
 import scipy.optimize
 from scipy.optimize import Bounds, OptimizeWarning, rosen, rosen_der
 
-from benchmarks.minimize_speed import rosen_der_nb, rosen_nb
+from benchmarks.scripts.minimize_speed import rosen_der_nb, rosen_nb
 from nbadam import schedules
 from nbadam.minimize import METHODS, minimize, scipy_method, show_options
 
@@ -31,7 +31,7 @@ TOL_LOSS = 1e-6
 
 # -- test problems ----------------------------------------------------------------------
 # SciPy's Rosenbrock function and gradient (scipy.optimize.rosen, rosen_der), compiled
-# (shared with benchmarks/minimize_speed.py) so that the long Rosenbrock runs take the
+# (shared with benchmarks/scripts/minimize_speed.py) so that the long Rosenbrock runs take the
 # compiled loop; test_rosen_port checks them.
 @numba.njit(cache=True)
 def rosen_fg_nb(x):

@@ -1,6 +1,6 @@
 """The ``benchmark-report`` directive: show a benchmark report if it has been measured.
 
-``python -m benchmarks.compare`` writes ``compare_cpu.md`` (a short markdown
+``python -m benchmarks.scripts.compare`` writes ``compare_cpu.md`` (a short markdown
 report: headings, paragraphs, bullet lists and pipe tables) and
 ``compare_cpu.png`` into ``docs/performance/``.  The directive ::
 
@@ -176,7 +176,7 @@ class BenchmarkReport(SphinxDirective):
         md_file, png_file = Path(md_path), Path(png_path)
         self.env.note_dependency(md_path)
         self.env.note_dependency(png_path)
-        command = self.options.get("command", "python -m benchmarks.compare")
+        command = self.options.get("command", "python -m benchmarks.scripts.compare")
         result: list[nodes.Node] = []
         if md_file.is_file():
             result += markdown(md_file.read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 
 The matrix products stay in NumPy (BLAS); these kernels do the elementwise
 work around them in one pass over a ``(batch, width)`` block each, where NumPy
-would need two or three passes and a temporary (``benchmarks/mlp_vs_torch.py
+would need two or three passes and a temporary (``benchmarks/scripts/mlp_vs_torch.py
 --ops`` measures both):
 
 * ``gather_rows``: pick a batch of rows by index and convert them to the
