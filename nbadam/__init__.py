@@ -2,9 +2,9 @@
 
 Public names:
 
-* optimizers over one flat vector: :class:`Adam`, :class:`AdamW`, :class:`NAdam`,
-  :class:`Adamax`, :class:`RAdam` (CPU, or ``device="cuda"``), one per rule of
-  :mod:`nbadam.rules`, the registry every entry point reads;
+* optimizers over one flat vector (CPU, or ``device="cuda"``), one class per
+  rule of :mod:`nbadam.rules`, the registry every entry point reads
+  (:class:`Adam` and the others, all subclasses of :class:`Optimizer`);
 * :mod:`nbadam.schedules`, learning-rate schedules;
 * :func:`minimize`, a drop-in for ``scipy.optimize.minimize``, and
   :func:`scipy_method`, the same solver as a callable ``method=`` for SciPy;
@@ -13,15 +13,16 @@ Public names:
 * :mod:`nbadam.checkpoint`, atomic pickle-free ``.npz`` files.
 """
 
+# Each subpackage's __all__ is its public surface: a class, rule or function added
+# there is exported here without editing this file.
 from . import checkpoint, datasets, rules, schedules
-from .minimize import minimize, scipy_method, show_options
-from .nn import MLP
-from .optimizers import Adam, Adamax, AdamW, NAdam, Optimizer, RAdam
+from .minimize import *  # noqa: F403
+from .minimize import __all__ as _minimize_names
+from .nn import *  # noqa: F403
+from .nn import __all__ as _nn_names
+from .optimizers import *  # noqa: F403
+from .optimizers import __all__ as _optimizer_names
 
-__all__ = [
-    "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "Optimizer",
-    "minimize", "scipy_method", "show_options",
-    "MLP",
-    "rules", "schedules", "datasets", "checkpoint",
-]
+__all__ = [*_optimizer_names, *_minimize_names, *_nn_names,
+           "rules", "schedules", "datasets", "checkpoint"]
 __version__ = "0.1.0"

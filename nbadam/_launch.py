@@ -93,6 +93,17 @@ def zeros(size: int, dtype, device: str = "cpu"):
     return np.zeros(size, dtype=dtype)
 
 
+def full(size: int, value: float, dtype, device: str = "cpu"):
+    """A vector of ``size`` copies of ``value`` (rounded once to ``dtype``) on ``device``."""
+    if value == 0.0:
+        return zeros(size, dtype, device)
+    if device == "cuda":
+        array = cuda_launcher().zeros(size, dtype)
+        cuda_launcher().copy_into(array, np.full(size, value, dtype=dtype))
+        return array
+    return np.full(size, value, dtype=dtype)
+
+
 def to_host(x, device: str = "cpu") -> np.ndarray:
     """A NumPy copy of vector ``x``."""
     if device == "cuda":

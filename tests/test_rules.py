@@ -112,3 +112,28 @@ def test_toy_rule_as_a_minimize_method(toy):
     assert "beta : default 0.9" in nbadam.show_options("toy", disp=False)
     with pytest.raises(ValueError, match="beta"):
         nbadam.minimize(fun, np.zeros(5), jac=jac, method="toy", options={"beta": 2.0})
+
+
+def test_state_that_starts_at_a_hyperparameter():
+    """Update.initial: every target starts the state there (optimizer and minimize)."""
+    from toy_rule import TOY_STARTED
+
+    rules.register(TOY_STARTED)
+    try:
+        opt = make_optimizer("toy_started", np.zeros(4, np.float32), start=0.25)
+        assert opt.velocity.dtype == np.float32
+        np.testing.assert_array_equal(opt.velocity, 0.25)
+        opt.step(np.zeros(4, np.float32))
+        np.testing.assert_array_equal(opt.params, np.float32(-0.1) * (np.float32(0.25)
+                                      + np.float32(0.1) * (np.float32(0) - np.float32(0.25))))
+        fun, jac = _quadratic()
+        options = {"lr": 0.05, "start": 0.25, "maxiter": 5, "gtol": 0, "ftol": 0,
+                   "return_best": False}
+        res = nbadam.minimize(fun, np.zeros(5), jac=jac, method="toy_started", options=options)
+        x = np.zeros(5)
+        twin = make_optimizer("toy_started", x, lr=0.05, start=0.25)
+        for _ in range(5):
+            twin.step(jac(x))
+        np.testing.assert_array_equal(res.x, x)
+    finally:
+        rules.unregister("toy_started")

@@ -44,3 +44,16 @@ def reference_steps(x0, grads, lr, beta, dtype):
         x = x + neg_lr * v
         out.append(x.copy())
     return out
+
+
+def toy_initial(h):
+    return (h.start,)
+
+
+#: The toy rule with a velocity that starts at a hyperparameter's value.
+TOY_STARTED = rules.Rule(
+    "toy_started", "Toy with a started velocity", "ToyStarted",
+    defaults={"lr": 0.1, "beta": 0.9, "start": 0.5},
+    updates=(rules.Update("toy_started", ("velocity",), ("one_minus_beta", "neg_lr"),
+                          toy_scalars, toy_element, initial=toy_initial),),
+    running={"steps": 0.0}, checks={"beta": _validate.unit_interval, "start": _validate.real})

@@ -49,7 +49,7 @@ from ._inputs import (
     _wrap_callback,
 )
 
-__all__ = ["minimize", "scipy_method", "show_options", "METHODS"]
+__all__ = ["minimize", "scipy_method", "show_options"]
 
 
 def __getattr__(name: str) -> Any:
@@ -439,7 +439,8 @@ class _Loop:
         bounds = (np.empty((2, 0), dtype) if lower is None
                   else np.stack([lower, upper]).astype(dtype))
         return cls(loops=_compiled.loops(update),
-                   state=tuple(np.zeros(n, dtype) for _ in update.state),
+                   state=tuple(np.full(n, start, dtype)
+                               for start in update.initial_values(rule.hyper(hyper))),
                    hyper=rule.hyper(hyper),
                    running=np.array(list(rule.running.values()), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),

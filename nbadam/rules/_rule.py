@@ -77,6 +77,10 @@ class Update:
         float64; ``x ** 0.5`` is written ``math.sqrt(x)``, which Python and
         LLVM both round correctly (LLVM rewrites a constant ``** 0.5`` into a
         square root, which Python's ``pow`` does not match in the last bit).
+    initial : callable, optional
+        ``initial(h) -> tuple of float``: the value each state array starts
+        at, from the hyperparameters (a rule whose accumulators start at a
+        hyperparameter's value); by default every array starts at zero.
     nonnegative : tuple of str
         State arrays that can never be negative (sums of squares, maxima of
         magnitudes): a checkpoint holding a negative value there is refused.
@@ -94,6 +98,17 @@ class Update:
     scalars: Callable[..., tuple]
     element: Callable[..., None]
     nonnegative: tuple[str, ...] = ()
+    initial: Callable[[tuple], tuple] | None = None
+
+    def initial_values(self, hyper: tuple) -> tuple[float, ...]:
+        """The starting value of each state array for hyperparameters ``hyper``."""
+        if self.initial is None:
+            return (0.0,) * len(self.state)
+        values = tuple(float(v) for v in self.initial(hyper))
+        if len(values) != len(self.state):
+            raise ValueError(f"update {self.name!r}: initial() returned {len(values)} values "
+                             f"for {len(self.state)} state arrays")
+        return values
 
     def __post_init__(self):
         for func in (self.scalars, self.element):

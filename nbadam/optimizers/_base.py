@@ -1,4 +1,4 @@
-"""Optimizers over one flat parameter vector, one class per rule of :mod:`nbadam.rules`.
+"""The optimizer machinery shared by every rule's class (see :mod:`nbadam.optimizers`).
 
 :class:`Optimizer` does everything: it validates the hyperparameters its
 rule declares, holds the state arrays the rule's update names (torch's
@@ -6,8 +6,8 @@ names: ``exp_avg``, ``exp_avg_sq``, ...) and its running scalars, and on
 each :meth:`~Optimizer.step` calls the update's scalar function on the host
 (float64, then cast once to the parameters' dtype) and hands one fused
 kernel launch to :mod:`nbadam._launch`.  The classes below only give each
-rule its documented signature; :func:`optimizer_class` makes a class for any
-registered rule, including one a user registers.
+rule its documented signature (:mod:`._torch`, ...); :func:`optimizer_class`
+makes a class for any registered rule, including one a user registers.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _launch, _validate, checkpoint, rules, schedules
+from .. import _launch, _validate, checkpoint, rules, schedules
 
-__all__ = ["Optimizer", "Adam", "AdamW", "NAdam", "Adamax", "RAdam", "optimizer_class"]
+__all__ = ["Optimizer", "optimizer_class", "make_optimizer"]
 
 LearningRate = float | Callable[[int], float]
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
@@ -139,8 +139,9 @@ class Optimizer:
         self.skipped_steps = 0
         self.last_lr: float | None = None
         self._running = np.array(list(rule.running.values()), dtype=np.float64)
-        self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
-                       for name in self._update.state}
+        starts = self._update.initial_values(rule.hyper(values, values["maximize"]))
+        self._state = {name: _launch.full(self._size, start, self._dtype, self._device)
+                       for name, start in zip(self._update.state, starts, strict=True)}
         self._state_arrays = tuple(self._state.values())
 
     def _check(self, name: str, value: Any) -> Any:
@@ -423,8 +424,8 @@ def optimizer_class(rule: str | rules.Rule) -> type[Optimizer]:
     Examples
     --------
     >>> from nbadam.optimizers import optimizer_class
-    >>> optimizer_class("adamw").__name__, optimizer_class("amsgrad").__name__
-    ('AdamW', 'Adam')
+    >>> optimizer_class("adam").__name__
+    'Adam'
     """
     rule = rules.get(rule) if isinstance(rule, str) else rule
     cls = _CLASSES.get(rule.optimizer)
@@ -441,6 +442,14 @@ def make_optimizer(rule: str | rules.Rule, params: Any, **hyperparameters: Any) 
     """An optimizer for rule ``rule`` (as :func:`optimizer_class`), with what the name pins.
 
     ``make_optimizer("amsgrad", x)`` is ``nbadam.Adam(x, amsgrad=True)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nbadam.optimizers import make_optimizer
+    >>> opt = make_optimizer("amsgrad", np.zeros(3), lr=0.1)
+    >>> type(opt).__name__, opt.amsgrad, sorted(opt.state)
+    ('Adam', True, ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'])
     """
     rule = rules.get(rule) if isinstance(rule, str) else rule
     clash = sorted(set(hyperparameters) & set(rule.pinned))
@@ -448,210 +457,3 @@ def make_optimizer(rule: str | rules.Rule, params: Any, **hyperparameters: Any) 
         raise ValueError(f"{rule.name!r} fixes {', '.join(clash)}; leave "
                          f"{'it' if len(clash) == 1 else 'them'} out")
     return optimizer_class(rule)(params, **rule.pinned, **hyperparameters)
-
-
-class Adam(Optimizer):
-    r"""Adam (Kingma & Ba), with torch's arguments, defaults and update.
-
-    .. math::
-
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\,
-                    \frac{m_t}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
-
-    Parameters
-    ----------
-    params : numpy.ndarray
-        Flat, C-contiguous, writable float32 or float64 vector, updated in place.
-    lr : float or callable, default 1e-3
-        Learning rate (> 0), or a schedule ``count -> lr`` (:mod:`nbadam.schedules`).
-    betas : tuple of float, default (0.9, 0.999)
-        Decay rates of the first and second moments, each in [0, 1).
-    eps : float, default 1e-8
-        Added to the denominator (>= 0).
-    weight_decay : float, default 0
-        L2 penalty added to the gradient, or decoupled decay with
-        ``decoupled_weight_decay=True`` (>= 0).
-    amsgrad : bool, default False
-        Normalise by the running maximum of the second moment.
-    maximize : bool, default False
-        Maximise the objective (the gradient is negated).
-    decoupled_weight_decay : bool, default False
-        Shrink the parameters by ``1 - lr * weight_decay`` instead of adding
-        an L2 term (this is AdamW).
-    nonfinite : {"propagate", "skip", "raise"}, default "propagate"
-        What a gradient holding NaN or infinity does: flow into the state
-        (no extra cost, as torch), skip the whole step, or raise
-        ``FloatingPointError``; skip and raise leave the state untouched.
-    device : {"cpu", "cuda"}, default "cpu"
-        Where the update runs.  With ``"cuda"`` the state lives on the current
-        GPU and ``params`` is a device array (Numba, CuPy, PyTorch CUDA tensor),
-        updated in place, or a NumPy array, copied to the GPU once (read the
-        result from :attr:`params` or :meth:`params_host`).  Without a usable
-        GPU, ``"cuda"`` raises ``RuntimeError``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import nbadam
-    >>> x = np.array([1.0, -2.0])
-    >>> opt = nbadam.Adam(x, lr=0.1)
-    >>> for _ in range(200):
-    ...     _ = opt.step(2.0 * x)          # gradient of |x|^2
-    >>> bool(np.abs(x).max() < 1e-2), opt.step_count
-    (True, 200)
-    """
-
-    rule = rules.get("adam")
-
-    def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
-                 device: str = "cpu"):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay,
-                         maximize=maximize, nonfinite=nonfinite, device=device)
-
-
-class AdamW(Optimizer):
-    """Adam with decoupled weight decay (torch's ``AdamW``; ``weight_decay=1e-2``).
-
-    Same parameters as :class:`Adam`, without ``decoupled_weight_decay``
-    (always on).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import nbadam
-    >>> x = np.ones(3, dtype=np.float32)
-    >>> opt = nbadam.AdamW(x, lr=1e-2)
-    >>> _ = opt.step(np.zeros(3, dtype=np.float32))   # decay alone shrinks x
-    >>> x
-    array([0.9999, 0.9999, 0.9999], dtype=float32)
-    """
-
-    rule = rules.get("adamw")
-
-    def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, nonfinite=nonfinite,
-                         device=device)
-
-
-class NAdam(Optimizer):
-    r"""NAdam (Dozat) with torch's momentum-decay schedule :math:`\mu_t`.
-
-    .. math::
-
-        \mu_t &= \beta_1\,(1 - \tfrac12\, 0.96^{t\psi}), \qquad
-        \Pi_t = \Pi_{t-1}\,\mu_t \\
-        \theta_t &= \theta_{t-1}
-          - \gamma\,\frac{1-\mu_t}{1-\Pi_t}\,\frac{g_t}{d_t}
-          - \gamma\,\frac{\mu_{t+1}}{1-\Pi_t\mu_{t+1}}\,\frac{m_t}{d_t},
-          \qquad d_t = \sqrt{v_t/(1-\beta_2^t)} + \epsilon
-
-    Parameters are those of :class:`Adam` (no ``amsgrad``) plus
-    ``momentum_decay`` (:math:`\psi`, default 4e-3); ``lr`` defaults to 2e-3.
-    The running product :math:`\Pi_t` is kept in float64 as ``mu_product``
-    and saved in checkpoints.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import nbadam
-    >>> x = np.array([3.0])
-    >>> opt = nbadam.NAdam(x, lr=0.1)
-    >>> for _ in range(300):
-    ...     _ = opt.step(2.0 * (x - 1.0))
-    >>> bool(abs(x[0] - 1.0) < 1e-2)
-    True
-    """
-
-    rule = rules.get("nadam")
-
-    def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum_decay: float = 4e-3, *,
-                 maximize: bool = False, decoupled_weight_decay: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         momentum_decay=momentum_decay,
-                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                         nonfinite=nonfinite, device=device)
-
-
-class Adamax(Optimizer):
-    r"""Adamax (Kingma & Ba): Adam with the infinity norm.
-
-    .. math::
-
-        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
-        \theta_t = \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\,\frac{m_t}{u_t}
-
-    Parameters are those of :class:`Adam` without ``amsgrad`` and
-    ``decoupled_weight_decay`` (weight decay is L2); ``lr`` defaults to 2e-3.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import nbadam
-    >>> x = np.array([1.0, -1.0])
-    >>> opt = nbadam.Adamax(x, lr=0.5)
-    >>> _ = opt.step(np.array([1.0, -1.0]))
-    >>> x
-    array([ 0.5, -0.5])
-    """
-
-    rule = rules.get("adamax")
-
-    def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, *, maximize: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         maximize=maximize, nonfinite=nonfinite, device=device)
-
-
-class RAdam(Optimizer):
-    r"""Rectified Adam (Liu et al.): plain momentum until the variance is tractable.
-
-    .. math::
-
-        \rho_\infty = \frac{2}{1-\beta_2} - 1, \qquad
-        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t}
-
-    When :math:`\rho_t > 5` the step is Adam's with :math:`\epsilon` added to
-    :math:`\sqrt{v_t}` and scaled by the rectification
-    :math:`r_t = \sqrt{(\rho_t-4)(\rho_t-2)\rho_\infty /
-    ((\rho_\infty-4)(\rho_\infty-2)\rho_t)}`;
-    before that it is :math:`\theta_t = \theta_{t-1} - \gamma\, m_t/(1-\beta_1^t)`.
-
-    Parameters are those of :class:`Adam` without ``amsgrad``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import nbadam
-    >>> x = np.array([2.0])
-    >>> opt = nbadam.RAdam(x, lr=0.1)
-    >>> for _ in range(500):
-    ...     _ = opt.step(2.0 * x)
-    >>> bool(abs(x[0]) < 1e-2)
-    True
-    """
-
-    rule = rules.get("radam")
-
-    def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
-                 device: str = "cpu"):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                         nonfinite=nonfinite, device=device)
