@@ -91,8 +91,9 @@ def _multiprocessors() -> int | None:
 
 
 # -- launches ------------------------------------------------------------------
-def step(update: Any, size: int, *args: Any) -> None:
-    """Launch the kernel of ``update`` (or ``"first_nonfinite"``) on device arrays ``args``.
+def step(update: Any, size: int, *args: Any, averaged: bool = False) -> None:
+    """Launch the kernel of ``update`` (or ``"first_nonfinite"``, ``"sum_squares"``) on
+    device arrays ``args``; ``averaged`` picks the kernel fused with the parameter average.
 
     Through the driver with a reused argument buffer where
     :mod:`nbadam._cuda_driver` applies, else through the Numba dispatcher.
@@ -101,31 +102,44 @@ def step(update: Any, size: int, *args: Any) -> None:
         return
     blocks, threads = grid(size)
     dtype = args[0].dtype
-    direct = _DRIVER_KERNELS.get((update, dtype), _UNSET)
+    key = (update, dtype, averaged)
+    direct = _DRIVER_KERNELS.get(key, _UNSET)
     if direct is _UNSET:
-        direct = driver_kernel(update, dtype)
+        direct = driver_kernel(update, dtype, averaged)
     if direct is None or not direct.launch(blocks, threads, args):
-        _kernels.kernel(update, dtype)[blocks, threads](*args)
+        _kernels.kernel(update, dtype, averaged)[blocks, threads](*args)
 
 
 _UNSET = object()
-_DRIVER_KERNELS: dict[tuple[Any, np.dtype], Any] = {}
+_DRIVER_KERNELS: dict[tuple[Any, np.dtype, bool], Any] = {}
 
 
-def driver_kernel(update: Any, dtype: np.dtype) -> Any:
+def driver_kernel(update: Any, dtype: np.dtype, averaged: bool = False) -> Any:
     """The :class:`~nbadam._cuda_driver.DriverKernel` of ``update`` for ``dtype``, or None
     where launches go through the dispatcher (the simulator, another CUDA binding,
     several GPUs, ...).  Compiles the kernel on first use."""
-    key = (update, np.dtype(dtype))
+    key = (update, np.dtype(dtype), averaged)
     if key not in _DRIVER_KERNELS:
         direct = None
         if not simulated() and _cuda_driver.available() is None:
             try:
-                direct = _cuda_driver.DriverKernel(_kernels.kernel(update, dtype))
+                direct = _cuda_driver.DriverKernel(_kernels.kernel(update, dtype, averaged))
             except _cuda_driver.Unsupported:
                 direct = None
         _DRIVER_KERNELS[key] = direct
     return _DRIVER_KERNELS[key]
+
+
+def sum_squares(x: Any) -> float:
+    """The float64 sum of the squares of device vector ``x`` (one 8-byte copy back,
+    which waits for the GPU); the order of the atomic additions varies between
+    runs, so the last bits may too."""
+    size = x.shape[0]
+    if size == 0:
+        return 0.0
+    out = cuda.to_device(np.zeros(1))
+    step("sum_squares", size, x, out)
+    return float(out.copy_to_host()[0])
 
 
 def first_nonfinite(x: Any) -> int:

@@ -47,17 +47,29 @@ def cpu(kernel: _cpu._Pair, size: int, *args):
 
 
 def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: tuple,
-         device: str = "cpu") -> None:
+         device: str = "cpu", ema: Any = None, ema_weights: tuple | None = None) -> None:
     """One fused launch of ``update``'s kernel: ``param`` and ``state`` updated in place.
 
     ``state`` is the tuple of the update's state arrays (in its order) and
     ``scalars`` the tuple of its per-step scalars in the arrays' dtype.  With
-    ``device="cuda"`` the arrays are device arrays and the CUDA kernel runs.
+    ``ema`` (an array like ``param``) the same pass then moves it towards the
+    new parameters with ``ema_weights`` (see :mod:`nbadam._kernels.averaging`).
+    With ``device="cuda"`` the arrays are device arrays and the CUDA kernel runs.
     """
+    averaged = ema is not None
+    args = (param, grad, state, scalars) + ((ema, ema_weights) if averaged else ())
     if device == "cuda":
-        cuda_launcher().step(update, size, param, grad, state, scalars)
+        cuda_launcher().step(update, size, *args, averaged=averaged)
         return
-    cpu(_cpu.kernels(update), size, param, grad, state, scalars)
+    pair = _cpu.averaged_kernels(update) if averaged else _cpu.kernels(update)
+    cpu(pair, size, *args)
+
+
+def sum_squares(x, device: str = "cpu") -> float:
+    """The sum of the squares of a vector, accumulated in float64 (one pass)."""
+    if device == "cuda":
+        return cuda_launcher().sum_squares(x)
+    return float(cpu(_cpu.sum_squares, x.size, x))
 
 
 def all_finite(x, device: str = "cpu") -> bool:

@@ -20,9 +20,11 @@ import math
 from typing import Any
 
 import numba
+import numpy as np
 from numba import prange
 
 from ._build import compile_family, source_digest, specialized
+from .averaging import ema_element
 from .roofline import SAME_TRAFFIC
 
 # error_model="numpy": x / 0 gives inf or NaN as in NumPy and torch, instead of raising
@@ -40,6 +42,13 @@ _PIECES: dict[int, Any] = {}
 def _loop(param, grad, state, scalars):
     for i in prange(param.size):
         element(i, param, grad, state, scalars)  # noqa: F821 (bound per update)
+
+
+def _loop_averaged(param, grad, state, scalars, ema, weights):
+    # The update, then the parameter average (ema_element), in one pass.
+    for i in prange(param.size):
+        element(i, param, grad, state, scalars)  # noqa: F821 (bound per update)
+        average(i, param, ema, weights)  # noqa: F821
 
 
 class _Pair:
@@ -71,6 +80,17 @@ def kernels(update: Any) -> _Pair:
                  element=element)
 
 
+@functools.cache
+def averaged_kernels(update: Any) -> _Pair:
+    """``update``'s kernels fused with the parameter average of :mod:`.averaging`:
+    ``kernel(param, grad, state, scalars, ema, weights)``."""
+    element = compile_family(update.element, _INLINE, "cpu", _PIECES)
+    average = compile_family(ema_element, _INLINE, "cpu", _PIECES)
+    digest = source_digest(update.element, ema_element, _loop_averaged)
+    return _Pair(_loop_averaged, f"{update.name}_averaged_{digest}", element=element,
+                 average=average)
+
+
 def _all_finite(x):
     """True when no element of ``x`` is NaN or infinite."""
     bad = 0
@@ -80,6 +100,18 @@ def _all_finite(x):
     return bad == 0
 
 
+def _sum_squares(x):
+    """The sum of the squares of ``x``, accumulated in float64 (no overflow for float32)."""
+    total = 0.0
+    for i in prange(x.size):
+        value = np.float64(x[i])   # float() would keep float32 here
+        total += value * value
+    return total
+
+
 all_finite = _Pair(_all_finite, "all_finite")
+#: For the gradient's norm (``clip_grad_norm``); the parallel build sums in per-thread
+#: chunks, so its last bits can differ from the serial build's.
+sum_squares = _Pair(_sum_squares, "sum_squares")
 #: The memory roofline's kernels (:mod:`.roofline`).
 same_traffic = kernels(SAME_TRAFFIC)

@@ -32,6 +32,7 @@ from numba import types as nbtypes
 from numba.core.typing import Signature
 
 from ._build import compile_family, source_digest, specialized
+from .averaging import ema_element
 from .roofline import SAME_TRAFFIC
 
 #: Options of every kernel.  ``fastmath`` stays off: no flush-to-zero and
@@ -42,6 +43,21 @@ _OPTIONS = {"fastmath": False}
 def _loop(param, grad, state, scalars):
     for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
         element(i, param, grad, state, scalars)  # noqa: F821 (bound per update)
+
+
+def _loop_averaged(param, grad, state, scalars, ema, weights):
+    for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        element(i, param, grad, state, scalars)  # noqa: F821 (bound per update)
+        average(i, param, ema, weights)  # noqa: F821
+
+
+def _sum_squares(x, out):
+    """Add the float64 sum of the squares of ``x`` to ``out[0]`` (set to 0 first)."""
+    local = 0.0
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        value = np.float64(x[i])
+        local += value * value
+    cuda.atomic.add(out, 0, local)
 
 
 def _first_nonfinite(x, first):
@@ -58,24 +74,32 @@ def _first_nonfinite(x, first):
 _SCALAR_TYPES = {np.dtype(np.float32): nbtypes.float32, np.dtype(np.float64): nbtypes.float64}
 _PIECES: dict[int, Any] = {}
 _FIRST_NONFINITE = "first_nonfinite"
+_SUM_SQUARES = "sum_squares"
 
 
-def signature(update: Any, dtype: np.dtype) -> Signature:
+def signature(update: Any, dtype: np.dtype, averaged: bool = False) -> Signature:
     """The explicit signature of ``update``'s kernel for float32 or float64 arrays.
 
-    ``update`` may also be ``"first_nonfinite"``, which takes the vector and a
-    one-element int64 array.
+    With ``averaged`` the kernel also takes the parameter average and its three
+    weights (:mod:`.averaging`).  ``update`` may also be ``"first_nonfinite"``,
+    which takes the vector and a one-element int64 array, or ``"sum_squares"``,
+    which takes the vector and a one-element float64 array.
     """
     scalar = _SCALAR_TYPES[np.dtype(dtype)]
     array = scalar[::1]
     if update == _FIRST_NONFINITE:
         return nbtypes.void(array, nbtypes.int64[::1])
+    if update == _SUM_SQUARES:
+        return nbtypes.void(array, nbtypes.float64[::1])
     count = len(update.scalar_names)
     scalars = nbtypes.UniTuple(scalar, count) if count else nbtypes.Tuple(())
-    return nbtypes.void(array, array, nbtypes.UniTuple(array, len(update.state)), scalars)
+    args = [array, array, nbtypes.UniTuple(array, len(update.state)), scalars]
+    if averaged:
+        args += [array, nbtypes.UniTuple(scalar, 3)]
+    return nbtypes.void(*args)
 
 
-def kernel(update: Any, dtype: np.dtype):
+def kernel(update: Any, dtype: np.dtype, averaged: bool = False):
     """The kernel of ``update`` compiled for ``dtype`` (on the first call, then cached).
 
     Parameters
@@ -91,22 +115,28 @@ def kernel(update: Any, dtype: np.dtype):
     numba.cuda.dispatcher.CUDADispatcher
         Launch it as ``kernel(update, dtype)[blocks, threads](*args)``.
     """
-    return _compiled(update, np.dtype(dtype).name)
+    return _compiled(update, np.dtype(dtype).name, averaged)
 
 
 @functools.cache
-def _compiled(update, dtype_name):
-    return cuda.jit(signature(update, np.dtype(dtype_name)), **_OPTIONS)(
-        python_kernel(update, dtype_name))
+def _compiled(update, dtype_name, averaged=False):
+    return cuda.jit(signature(update, np.dtype(dtype_name), averaged), **_OPTIONS)(
+        python_kernel(update, dtype_name, averaged))
 
 
-def python_kernel(update: Any, suffix: str = "") -> Any:
+def python_kernel(update: Any, suffix: str = "", averaged: bool = False) -> Any:
     """The Python function behind ``update``'s kernel (for ``compile_ptx`` and tests):
     the grid-stride loop with the update's per-element function bound as a CUDA
-    device function."""
-    if update == _FIRST_NONFINITE:
-        return specialized(_first_nonfinite, f"first_nonfinite_{suffix}".rstrip("_"))
+    device function (and, with ``averaged``, the parameter average after it)."""
+    if update in (_FIRST_NONFINITE, _SUM_SQUARES):
+        template = _first_nonfinite if update == _FIRST_NONFINITE else _sum_squares
+        return specialized(template, f"{update}_{suffix}".rstrip("_"))
     element = compile_family(update.element, _device_function, "cuda", _PIECES)
+    if averaged:
+        average = compile_family(ema_element, _device_function, "cuda", _PIECES)
+        digest = source_digest(update.element, ema_element, _loop_averaged)
+        return specialized(_loop_averaged, f"{update.name}_averaged_{digest}_{suffix}",
+                           element=element, average=average)
     name = f"{update.name}_{source_digest(update.element, _loop)}_{suffix}".rstrip("_")
     return specialized(_loop, name, element=element)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import _base, _torch
 from ._base import *  # noqa: F403
+from ._groups import ParamGroup
 from ._torch import *  # noqa: F403
 
-__all__ = [*_base.__all__, *_torch.__all__]
+__all__ = [*_base.__all__, "ParamGroup", *_torch.__all__]

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import _launch, _validate, checkpoint, rules, schedules
+from .. import _launch, _validate, checkpoint, rules
+from . import _groups, _snapshot
 
 __all__ = ["Optimizer", "optimizer_class", "make_optimizer"]
 
@@ -40,7 +41,8 @@ class _Hyper:
 
     def __set__(self, obj, value):
         obj._values[self.name] = obj._check(self.name, value)
-        obj._hyper = None
+        for group in obj._groups:
+            group.invalidate()
 
 
 class _Fixed(_Hyper):
@@ -52,16 +54,21 @@ class _Fixed(_Hyper):
 
 
 class _Running:
-    """A running scalar of the rule (NAdam's ``mu_product``), kept in float64."""
+    """A running scalar of the rule (NAdam's ``mu_product``), kept in float64 per group.
+
+    Reading gives the first group's value (``opt.groups[k].scalars`` has each
+    group's); setting sets it for every group.
+    """
 
     def __init__(self, index: int, name: str):
         self.index, self.name = index, name
 
     def __get__(self, obj, objtype=None):
-        return self if obj is None else float(obj._running[self.index])
+        return self if obj is None else float(obj._running[0, self.index])
 
     def __set__(self, obj, value):
-        obj._running[self.index] = _validate.real(self.name, value)
+        obj._running[:, self.index] = obj.rule.checks.get(self.name, _validate.real)(
+            self.name, value)
 
 
 def _check_nonfinite(name: str, value: Any) -> str:
@@ -107,7 +114,9 @@ class Optimizer:
         _CLASSES.setdefault(cls.__name__, cls)
 
     def __init__(self, params: np.ndarray, *, maximize: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu", **hyperparameters: Any):
+                 nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
+                 clip_grad_norm: float | None = None, ema: float | None = None,
+                 **hyperparameters: Any):
         rule = self.rule
         if rule is None:
             raise TypeError("Optimizer is a base class: use a rule's class such as "
@@ -122,12 +131,16 @@ class Optimizer:
         values = {name: self._check(name, value) for name, value in
                   {**rule.defaults, **hyperparameters, "maximize": maximize,
                    "nonfinite": nonfinite}.items()}
+        self._values = values
+        self._clip = None if clip_grad_norm is None else _validate.nonnegative(
+            "clip_grad_norm", clip_grad_norm)
+        self._ema_decay = None if ema is None else _ema_decay(ema)
         if self._device == "cuda":
             public, params = _launch.cuda_launcher().params_vector(params)
         else:
             params = public = _validate.params_vector(params)
-        self._values = values
-        self._hyper = None
+        layout = ([(0, params.size, {})] if groups is None
+                  else _groups.parse_groups(groups, params.size, self._check_group_key))
         self._update = rule.update(values)
         self._params = params
         self._public_params = public
@@ -138,17 +151,80 @@ class Optimizer:
         self.step_count = 0
         self.skipped_steps = 0
         self.last_lr: float | None = None
-        self._running = np.array(list(rule.running.values()), dtype=np.float64)
-        starts = self._update.initial_values(rule.hyper(values, values["maximize"]))
-        self._state = {name: _launch.full(self._size, start, self._dtype, self._device)
-                       for name, start in zip(self._update.state, starts, strict=True)}
+        self._groups = [_groups.ParamGroup(self, index, start, stop, overrides)
+                        for index, (start, stop, overrides) in enumerate(layout)]
+        self._whole = groups is None
+        self._running = np.tile(np.array(list(rule.running.values()), dtype=np.float64),
+                                (len(self._groups), 1))
+        for group in self._groups:
+            group.running = self._running[group.index]   # a view, updated in place
+        self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
+                       for name in self._update.state}
+        for group in self._groups:
+            starts = self._update.initial_values(group.hyper())
+            for array, start in zip(self._state.values(), starts, strict=True):
+                if start != 0.0:
+                    _launch.copy_into(array[group.start:group.stop],
+                                      np.full(group.size, start, self._dtype), self._device)
         self._state_arrays = tuple(self._state.values())
+        self._ema = (None if self._ema_decay is None
+                     else _launch.zeros(self._size, self._dtype, self._device))
+        self._ema_updates = 0
+        self._ema_weights = None if self._ema is None else _ema_weights(self._ema_decay,
+                                                                          self._dtype)
+        self._sign_index = (self._update.scalar_names.index("grad_sign")
+                            if "grad_sign" in self._update.scalar_names else None)
+        self.last_grad_norm: float | None = None
 
     def _check(self, name: str, value: Any) -> Any:
         if name == "nonfinite":
             return _check_nonfinite(name, value)
         return self.rule.check(name, value)
 
+    def _group_keys(self) -> tuple[str, ...]:
+        """The hyperparameters a group may set: the rule's, but the structural ones."""
+        return (*(k for k in self.rule.defaults if k not in self.rule.structural), "maximize")
+
+    def _check_group_key(self, key: str, value: Any) -> Any:
+        if key in self.rule.structural:
+            raise ValueError(f"{key!r} chooses the state arrays, so it is the optimizer's for "
+                             f"every group; set it on the {type(self).__name__} itself")
+        if key not in self._group_keys():
+            raise ValueError(f"unknown group key {key!r}; a group of {type(self).__name__} "
+                             f"takes 'params' and {', '.join(map(repr, self._group_keys()))}")
+        return self._check(key, value)
+
+    # -- groups, clipping, averaging ----------------------------------------------
+    @property
+    def groups(self) -> list[_groups.ParamGroup]:
+        """The parameter groups, in the order given (one group over everything by default).
+
+        Each is a :class:`~nbadam.optimizers.ParamGroup`: ``groups[k]["lr"] = x``
+        changes that group's learning rate from the next step on, as torch's
+        ``param_groups``.  Elements in no group are never changed.
+        """
+        return list(self._groups)
+
+    @property
+    def clip_grad_norm(self) -> float | None:
+        """``max_norm`` of gradient clipping, or None (fixed at construction)."""
+        return self._clip
+
+    @property
+    def ema_decay(self) -> float | None:
+        """The decay of the parameter average, or None (fixed at construction)."""
+        return self._ema_decay
+
+    @property
+    def ema_params(self) -> np.ndarray | None:
+        """The exponential moving average of the parameters (``ema=decay``), or None.
+
+        Updated after every applied step as torch's
+        ``AveragedModel(..., multi_avg_fn=get_ema_multi_avg_fn(decay))`` with
+        ``update_parameters`` after each step: the first update copies the
+        parameters, the next ones move the average towards them by ``1 - decay``.
+        """
+        return self._ema
     @property
     def _hyper_names(self) -> tuple[str, ...]:
         return (*self.rule.defaults, *_COMMON)
@@ -199,8 +275,11 @@ class Optimizer:
                 f"step_count={self.step_count})")
 
     def current_lr(self) -> float:
-        """The learning rate the next :meth:`step` will use."""
-        lr = self._values["lr"]
+        """The learning rate the next :meth:`step` will use (the first group's)."""
+        return self._group_lr(self._groups[0])
+
+    def _group_lr(self, group: _groups.ParamGroup) -> float:
+        lr = group["lr"]
         if callable(lr):
             return _validate.scheduled_lr(lr, self.step_count)
         return lr
@@ -241,17 +320,55 @@ class Optimizer:
                     f"{self.step_count + 1}; parameters and state are unchanged")
             self.skipped_steps += 1
             return False
-        lr = self.current_lr()
+        coef = self._clip_coefficient(grad)
         t = self.step_count + 1
-        hyper = self._hyper
-        if hyper is None:
-            hyper = self._hyper = self.rule.hyper(self._values, self._values["maximize"])
-        scalars = self._update.scalars(hyper, self._running, lr, t)
-        _launch.step(self._update, self._size, self._params, grad, self._state_arrays,
-                     self._in_dtype(scalars), device=self._device)
+        averaged = self._ema is not None and self._ema_updates > 0
+        last_lr = None
+        for group in self._groups:
+            lr = self._group_lr(group)
+            last_lr = lr if last_lr is None else last_lr
+            scalars = self._update.scalars(group.hyper(), group.running, lr, t)
+            g = grad
+            if coef != 1.0:
+                if self._sign_index is None:   # no gradient multiplier to fuse it into
+                    g = grad * grad.dtype.type(coef)
+                else:
+                    scalars = list(scalars)
+                    scalars[self._sign_index] *= coef
+            self._launch_group(group, g, self._in_dtype(tuple(scalars)), averaged)
+        if self._ema is not None and not averaged:
+            _launch.copy_into(self._ema, self._params, self._device)   # the first copies
+        if self._ema is not None:
+            self._ema_updates += 1
         self.step_count = t
-        self.last_lr = lr
+        self.last_lr = last_lr
         return True
+
+    def _launch_group(self, group: _groups.ParamGroup, grad: Any, scalars: tuple,
+                      averaged: bool) -> None:
+        """One fused launch on the group's slice of every array (no copies)."""
+        ema = self._ema if averaged else None
+        if self._whole:
+            params, state = self._params, self._state_arrays
+        else:
+            lo, hi = group.start, group.stop
+            params, grad = self._params[lo:hi], grad[lo:hi]
+            state = tuple(array[lo:hi] for array in self._state_arrays)
+            ema = None if ema is None else ema[lo:hi]
+        if ema is None:
+            _launch.step(self._update, group.size, params, grad, state, scalars,
+                         device=self._device)
+        else:
+            _launch.step(self._update, group.size, params, grad, state, scalars,
+                         device=self._device, ema=ema, ema_weights=self._ema_weights)
+
+    def _clip_coefficient(self, grad: Any) -> float:
+        """``min(1, max_norm / (norm + 1e-6))`` of ``torch.nn.utils.clip_grad_norm_``."""
+        if self._clip is None:
+            return 1.0
+        norm = _launch.sum_squares(grad, self._device) ** 0.5
+        self.last_grad_norm = norm
+        return min(1.0, self._clip / (norm + 1e-6))
 
     def _in_dtype(self, values: tuple) -> tuple:
         """Host scalars (computed in float64) in the kernel's dtype.
@@ -268,33 +385,14 @@ class Optimizer:
 
     # -- checkpoints ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """A snapshot (copies) of hyperparameters, step count and state.
+        """A snapshot (copies) of hyperparameters, groups, step count and state.
 
         ``lr`` is stored as a number, an :mod:`nbadam.schedules` schedule's
         ``to_dict()``, or ``None`` for another callable (loading then keeps
-        the learning rate of the receiving optimizer).
+        the learning rate of the receiving optimizer); so is each group's.
+        With ``ema`` the average and the number of its updates are included.
         """
-        hyper = self.hyperparameters()
-        lr = hyper["lr"]
-        if isinstance(lr, schedules.Schedule):
-            hyper["lr"] = lr.to_dict()
-        elif callable(lr):
-            hyper["lr"] = None
-        for key, value in hyper.items():
-            if isinstance(value, tuple):
-                hyper[key] = list(value)
-        return {
-            "optimizer": type(self).__name__,
-            "size": self._size,
-            "dtype": self._dtype.name,
-            "step_count": self.step_count,
-            "skipped_steps": self.skipped_steps,
-            "hyperparameters": hyper,
-            "scalars": {name: float(value) for name, value in
-                        zip(self.rule.running, self._running, strict=True)},
-            "state": {name: _launch.to_host(array, self._device)
-                      for name, array in self._state.items()},
-        }
+        return _snapshot.state_dict(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` snapshot; refuse one of another kind.
@@ -308,58 +406,11 @@ class Optimizer:
             If ``state_dict`` is not a dict.
         ValueError
             If the snapshot comes from another optimizer class, its size,
-            dtype or state arrays do not match this optimizer, or a value is
-            invalid (a NaN hyperparameter, negative second moments, ...).
+            dtype, state arrays, groups, ``clip_grad_norm`` or ``ema`` do not
+            match this optimizer, or a value is invalid (a NaN hyperparameter,
+            negative second moments, ...).
         """
-        name = type(self).__name__
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict from state_dict(), got "
-                            f"{type(state_dict).__name__}")
-        found = state_dict.get("optimizer")
-        if found != name:
-            raise ValueError(f"state_dict is for a {found} optimizer; this one is a {name}")
-        if state_dict.get("size") != self._size or state_dict.get("dtype") != self._dtype.name:
-            raise ValueError(
-                f"state_dict holds {state_dict.get('size')} x {state_dict.get('dtype')} state; "
-                f"this {name} has {self._size} x {self._dtype.name} parameters")
-        arrays = _checked_state(state_dict.get("state", {}), self._update, self._size,
-                                self._dtype, self.rule.structural)
-        values = self._checked_hyperparameters(state_dict.get("hyperparameters", {}))
-        step_count = _validate.integer("step_count", state_dict.get("step_count"), 0)
-        skipped = _validate.integer("skipped_steps", state_dict.get("skipped_steps", 0), 0)
-        running = _checked_running(state_dict.get("scalars", {}), self.rule)
-        # Everything is valid: now change the optimizer.
-        self._values.update(values)
-        self._hyper = None
-        self._running[:] = running
-        for key, array in arrays.items():
-            _launch.copy_into(self._state[key], array, self._device)
-        self.step_count, self.skipped_steps = step_count, skipped
-
-    def _checked_hyperparameters(self, hyper: Any) -> dict[str, Any]:
-        """The snapshot's hyperparameters, validated, without changing ``self``."""
-        name = type(self).__name__
-        if not isinstance(hyper, dict):
-            raise ValueError(f"state_dict hyperparameters must be a dict, got "
-                             f"{type(hyper).__name__}")
-        hyper = dict(hyper)
-        if hyper.get("lr") is None:
-            hyper.pop("lr", None)
-        elif isinstance(hyper["lr"], dict):
-            hyper["lr"] = schedules.from_dict(hyper["lr"])
-        values = {}
-        for key, value in hyper.items():
-            if key not in self._hyper_names:
-                raise ValueError(f"state_dict has unknown hyperparameter {key!r}")
-            try:
-                value = self._check(key, value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"state_dict hyperparameter {key!r}: {exc}") from None
-            if key in self.rule.structural and value != self._values[key]:
-                raise ValueError(f"state_dict has {key}={value!r}; this {name} has "
-                                 f"{key}={self._values[key]!r}")
-            values[key] = value
-        return values
+        _snapshot.load_state_dict(self, state_dict)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to an ``.npz`` file atomically (no pickle)."""
@@ -367,51 +418,32 @@ class Optimizer:
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state written by :meth:`save` into this optimizer."""
-        state_dict = checkpoint.load_optimizer(path, self._state, size=self._size,
-                                               dtype=self._dtype)
+        state_dict = checkpoint.load_optimizer(path, _snapshot.array_names(self),
+                                               size=self._size, dtype=self._dtype)
         try:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(path)}: {exc}") from None
 
 
-def _checked_state(arrays: Any, update: rules.Update, size: int, dtype: np.dtype,
-                   structural: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The snapshot's state arrays, checked for names, shape, dtype and plausibility."""
-    if not isinstance(arrays, dict):
-        raise ValueError(f"state_dict state must be a dict of arrays, got "
-                         f"{type(arrays).__name__}")
-    if set(arrays) != set(update.state):
-        hint = f" (was {' or '.join(structural)} set differently?)" if structural else ""
-        raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
-                         f"{sorted(update.state)}{hint}")
-    checked = {}
-    for key, array in arrays.items():
-        array = np.asarray(array)
-        if array.shape != (size,) or array.dtype != dtype:
-            raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
-                             f"expected ({size},) {dtype}")
-        if key in update.nonnegative and np.any(array < 0):
-            index = int(np.flatnonzero(array < 0)[0])
-            raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
-                             f"squares or magnitudes), but {key}[{index}] = {array[index]}")
-        checked[key] = array
-    return checked
+def _ema_decay(value: Any) -> float:
+    decay = _validate.real("ema", value)
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema is the decay of the parameter average and must lie in [0, 1) "
+                         f"(0.999 is common), got {value!r}")
+    return decay
 
 
-def _checked_running(scalars: Any, rule: rules.Rule) -> list[float]:
-    """The snapshot's running scalars, validated, in the rule's order."""
-    if not isinstance(scalars, dict) or set(scalars) != set(rule.running):
-        found = sorted(scalars) if isinstance(scalars, dict) else type(scalars).__name__
-        raise ValueError(f"state_dict has scalar state {found}, expected "
-                         f"{sorted(rule.running)}")
-    values = []
-    for key in rule.running:
-        try:
-            values.append(rule.checks.get(key, _validate.real)(key, scalars[key]))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"state_dict scalar {key!r}: {exc}") from None
-    return values
+def _ema_weights(decay: float, dtype: np.dtype) -> tuple:
+    """``(w, 1 - w, low)`` for ``torch.lerp(ema, param, w)`` with ``w = 1 - decay``.
+
+    torch rounds the weight to the tensors' dtype and computes ``1 - w`` in it.
+    """
+    weight = dtype.type(1.0 - decay)
+    one = dtype.type(1.0)
+    low = one if abs(weight) < 0.5 else dtype.type(0.0)
+    values = (weight, one - weight, low)
+    return tuple(float(v) for v in values) if dtype == np.float64 else values
 
 
 def optimizer_class(rule: str | rules.Rule) -> type[Optimizer]:

@@ -6,6 +6,8 @@ Each class only gives its rule (:mod:`nbadam.rules`) a documented signature;
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import rules
@@ -54,6 +56,25 @@ class Adam(Optimizer):
         updated in place, or a NumPy array, copied to the GPU once (read the
         result from :attr:`params` or :meth:`params_host`).  Without a usable
         GPU, ``"cuda"`` raises ``RuntimeError``.
+    groups : list of dict, optional
+        Parameter groups, as torch's ``param_groups``: each a dict with
+        ``"params"`` (a ``slice`` of the flat vector, a ``range`` or a pair
+        ``(start, stop)``) and any of the hyperparameters above (``lr``,
+        ``betas``, ``eps``, ``weight_decay``, ``maximize``, ...; a schedule
+        for ``lr``), the others taken from the optimizer.  Groups are
+        disjoint; elements in no group are never changed; ``lr=0.0``
+        freezes a group.  Read and change them through :attr:`groups`.
+        Default: one group over the whole vector.
+    clip_grad_norm : float, optional
+        Before each step, scale the gradient by ``min(1, max_norm / (norm +
+        1e-6))``, ``norm`` its L2 norm over the whole vector, as
+        ``torch.nn.utils.clip_grad_norm_``; the scale is fused into the update
+        (the caller's gradient is not modified) and the norm before clipping
+        is :attr:`last_grad_norm`.
+    ema : float, optional
+        Keep an exponential moving average of the parameters with this decay
+        in [0, 1), :attr:`ema_params`, updated in the same pass as the step
+        (as torch's ``AveragedModel`` with ``get_ema_multi_avg_fn(decay)``).
 
     Examples
     --------
@@ -73,10 +94,12 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
-                 device: str = "cpu"):
+                 device: str = "cpu", groups: Any = None, clip_grad_norm: float | None = None,
+                 ema: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay,
-                         maximize=maximize, nonfinite=nonfinite, device=device)
+                         maximize=maximize, nonfinite=nonfinite,
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
 
 
 class AdamW(Optimizer):
@@ -101,10 +124,12 @@ class AdamW(Optimizer):
     def __init__(self, params: np.ndarray, lr: LearningRate = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
+                 nonfinite: str = "propagate",
+                 device: str = "cpu", groups: Any = None, clip_grad_norm: float | None = None,
+                 ema: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, nonfinite=nonfinite,
-                         device=device)
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
 
 
 class NAdam(Optimizer):
@@ -142,11 +167,14 @@ class NAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3, *,
                  maximize: bool = False, decoupled_weight_decay: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
+                 nonfinite: str = "propagate",
+                 device: str = "cpu", groups: Any = None, clip_grad_norm: float | None = None,
+                 ema: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          momentum_decay=momentum_decay,
                          decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                         nonfinite=nonfinite, device=device)
+                         nonfinite=nonfinite,
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
 
 
 class Adamax(Optimizer):
@@ -176,9 +204,12 @@ class Adamax(Optimizer):
     def __init__(self, params: np.ndarray, lr: LearningRate = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, maximize: bool = False,
-                 nonfinite: str = "propagate", device: str = "cpu"):
+                 nonfinite: str = "propagate",
+                 device: str = "cpu", groups: Any = None, clip_grad_norm: float | None = None,
+                 ema: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         maximize=maximize, nonfinite=nonfinite, device=device)
+                         maximize=maximize, nonfinite=nonfinite,
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
 
 
 class RAdam(Optimizer):
@@ -215,7 +246,9 @@ class RAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
-                 device: str = "cpu"):
+                 device: str = "cpu", groups: Any = None, clip_grad_norm: float | None = None,
+                 ema: float | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                         nonfinite=nonfinite, device=device)
+                         nonfinite=nonfinite,
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)

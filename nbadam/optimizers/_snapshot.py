@@ -1,0 +1,213 @@
+"""An optimizer's ``state_dict`` and its validated restore, kept apart from the step.
+
+The snapshot holds the class, size and dtype, the step counts, the
+hyperparameters, the groups (when given) with what each sets, the rule's
+running scalars (per group), ``clip_grad_norm`` and ``ema`` (when on), and
+copies of the state arrays (with the parameter average as ``ema_params``).
+:func:`load_state_dict` checks every field before it changes anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import _launch, _validate, rules, schedules
+
+if TYPE_CHECKING:
+    from ._base import Optimizer
+
+__all__ = ["state_dict", "load_state_dict", "array_names"]
+
+_EMA = "ema_params"
+
+
+def array_names(opt: Optimizer) -> tuple[str, ...]:
+    """The arrays a snapshot of ``opt`` holds: the rule's state (and the average)."""
+    return (*opt._update.state, *((_EMA,) if opt._ema is not None else ()))
+
+
+def _serial(value: Any) -> Any:
+    """A hyperparameter as JSON stores it (a schedule as its dict, another callable None)."""
+    if isinstance(value, schedules.Schedule):
+        return value.to_dict()
+    if callable(value):
+        return None
+    return list(value) if isinstance(value, tuple) else value
+
+
+def state_dict(opt: Optimizer) -> dict[str, Any]:
+    """The snapshot of :meth:`nbadam.Optimizer.state_dict` (copies)."""
+    running = [dict(zip(opt.rule.running, map(float, row), strict=True))
+               for row in opt._running]
+    snapshot = {
+        "optimizer": type(opt).__name__,
+        "size": opt._size,
+        "dtype": opt._dtype.name,
+        "step_count": opt.step_count,
+        "skipped_steps": opt.skipped_steps,
+        "hyperparameters": {k: _serial(v) for k, v in opt.hyperparameters().items()},
+        "scalars": running[0],
+        "state": {name: _launch.to_host(array, opt._device)
+                  for name, array in opt._state.items()},
+    }
+    if not opt._whole:
+        snapshot["groups"] = [{"params": [g.start, g.stop],
+                               **{k: _serial(v) for k, v in g.overrides.items()}}
+                              for g in opt._groups]
+        snapshot["group_scalars"] = running
+    if opt._clip is not None or opt._ema is not None:
+        snapshot["options"] = {"clip_grad_norm": opt._clip, "ema": opt._ema_decay}
+    if opt._ema is not None:
+        snapshot["state"][_EMA] = _launch.to_host(opt._ema, opt._device)
+        snapshot["ema_updates"] = opt._ema_updates
+    return snapshot
+
+
+def load_state_dict(opt: Optimizer, snapshot: Any) -> None:
+    """Restore ``snapshot`` into ``opt`` after checking all of it."""
+    name = type(opt).__name__
+    if not isinstance(snapshot, dict):
+        raise TypeError(f"state_dict must be a dict from state_dict(), got "
+                        f"{type(snapshot).__name__}")
+    found = snapshot.get("optimizer")
+    if found != name:
+        raise ValueError(f"state_dict is for a {found} optimizer; this one is a {name}")
+    if snapshot.get("size") != opt._size or snapshot.get("dtype") != opt._dtype.name:
+        raise ValueError(
+            f"state_dict holds {snapshot.get('size')} x {snapshot.get('dtype')} state; "
+            f"this {name} has {opt._size} x {opt._dtype.name} parameters")
+    _check_options(opt, snapshot.get("options", {}))
+    arrays = _checked_state(snapshot.get("state", {}), opt)
+    values = _checked_hyperparameters(opt, snapshot.get("hyperparameters", {}))
+    overrides = _checked_groups(opt, snapshot.get("groups"))
+    step_count = _validate.integer("step_count", snapshot.get("step_count"), 0)
+    skipped = _validate.integer("skipped_steps", snapshot.get("skipped_steps", 0), 0)
+    per_group = snapshot.get("group_scalars", [snapshot.get("scalars", {})])
+    if not isinstance(per_group, list) or len(per_group) != len(opt._groups):
+        raise ValueError(f"state_dict has scalar state for {len(per_group)} groups, "
+                         f"expected {len(opt._groups)}")
+    running = [_checked_running(row, opt.rule) for row in per_group]
+    ema_updates = (_validate.integer("ema_updates", snapshot.get("ema_updates", 0), 0)
+                   if opt._ema is not None else 0)
+    # Everything is valid: now change the optimizer.
+    opt._values.update(values)
+    for group, own in zip(opt._groups, overrides, strict=True):
+        group._overrides.update(own)
+        group.invalidate()
+    opt._running[:] = running
+    for key, array in arrays.items():
+        target = opt._ema if key == _EMA else opt._state[key]
+        _launch.copy_into(target, array, opt._device)
+    opt.step_count, opt.skipped_steps = step_count, skipped
+    opt._ema_updates = ema_updates
+
+
+def _check_options(opt: Optimizer, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ValueError(f"state_dict options must be a dict, got {type(options).__name__}")
+    for key, ours in (("clip_grad_norm", opt._clip), ("ema", opt._ema_decay)):
+        theirs = options.get(key)
+        if theirs != ours:
+            raise ValueError(f"state_dict was saved with {key}={theirs!r}; this "
+                             f"{type(opt).__name__} has {key}={ours!r} (build it with the "
+                             "same value to resume)")
+
+
+def _checked_lr(value: Any) -> Any:
+    """A stored ``lr``: None (keep the receiver's), a schedule's dict, or a number."""
+    return schedules.from_dict(value) if isinstance(value, dict) else value
+
+
+def _checked_hyperparameters(opt: Optimizer, hyper: Any) -> dict[str, Any]:
+    """The snapshot's hyperparameters, validated, without changing ``opt``."""
+    if not isinstance(hyper, dict):
+        raise ValueError(f"state_dict hyperparameters must be a dict, got "
+                         f"{type(hyper).__name__}")
+    hyper = dict(hyper)
+    if hyper.get("lr") is None:
+        hyper.pop("lr", None)
+    values = {}
+    for key, value in hyper.items():
+        if key not in opt._hyper_names:
+            raise ValueError(f"state_dict has unknown hyperparameter {key!r}")
+        try:
+            value = opt._check(key, _checked_lr(value) if key == "lr" else value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state_dict hyperparameter {key!r}: {exc}") from None
+        if key in opt.rule.structural and value != opt._values[key]:
+            raise ValueError(f"state_dict has {key}={value!r}; this {type(opt).__name__} has "
+                             f"{key}={opt._values[key]!r}")
+        values[key] = value
+    return values
+
+
+def _checked_groups(opt: Optimizer, groups: Any) -> list[dict[str, Any]]:
+    """Each group's stored hyperparameters, after checking the layout is ``opt``'s."""
+    ours = [[g.start, g.stop] for g in opt._groups]
+    if groups is None:
+        if not opt._whole:
+            raise ValueError(f"state_dict has no groups; this {type(opt).__name__} has "
+                             f"groups {ours}")
+        return [{}]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("state_dict groups must be a list of dicts")
+    theirs = [g.get("params") for g in groups]
+    if opt._whole or theirs != ours:
+        raise ValueError(f"state_dict has groups {theirs}; this {type(opt).__name__} has "
+                         f"{'one group over all parameters' if opt._whole else ours}")
+    checked = []
+    for index, group in enumerate(groups):
+        own = {}
+        for key, value in group.items():
+            if key == "params" or (key == "lr" and value is None):
+                continue
+            try:
+                own[key] = opt._check_group_key(key, _checked_lr(value) if key == "lr"
+                                                else value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"state_dict groups[{index}]: {exc}") from None
+        checked.append(own)
+    return checked
+
+
+def _checked_state(arrays: Any, opt: Optimizer) -> dict[str, np.ndarray]:
+    """The snapshot's arrays, checked for names, shape, dtype and plausibility."""
+    update, size, dtype = opt._update, opt._size, opt._dtype
+    if not isinstance(arrays, dict):
+        raise ValueError(f"state_dict state must be a dict of arrays, got "
+                         f"{type(arrays).__name__}")
+    expected = array_names(opt)
+    if set(arrays) != set(expected):
+        structural = opt.rule.structural
+        hint = f" (was {' or '.join(structural)} set differently?)" if structural else ""
+        raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
+                         f"{sorted(expected)}{hint}")
+    checked = {}
+    for key, array in arrays.items():
+        array = np.asarray(array)
+        if array.shape != (size,) or array.dtype != dtype:
+            raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
+                             f"expected ({size},) {dtype}")
+        if key in update.nonnegative and np.any(array < 0):
+            index = int(np.flatnonzero(array < 0)[0])
+            raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
+                             f"squares or magnitudes), but {key}[{index}] = {array[index]}")
+        checked[key] = array
+    return checked
+
+
+def _checked_running(scalars: Any, rule: rules.Rule) -> list[float]:
+    """One group's running scalars, validated, in the rule's order."""
+    if not isinstance(scalars, dict) or set(scalars) != set(rule.running):
+        found = sorted(scalars) if isinstance(scalars, dict) else type(scalars).__name__
+        raise ValueError(f"state_dict has scalar state {found}, expected "
+                         f"{sorted(rule.running)}")
+    values = []
+    for key in rule.running:
+        try:
+            values.append(rule.checks.get(key, _validate.real)(key, scalars[key]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"state_dict scalar {key!r}: {exc}") from None
+    return values
