@@ -27,7 +27,8 @@ def _size(text: str) -> int:
 def variants(n: int) -> dict[str, dict]:
     def split(count):
         edges = np.linspace(0, n, count + 1).astype(int)
-        return [{"params": slice(int(a), int(b))} for a, b in zip(edges, edges[1:])]
+        bounds = zip(edges[:-1], edges[1:], strict=True)
+        return [{"params": slice(int(a), int(b))} for a, b in bounds]
     return {"plain": {}, "2 groups": {"groups": split(2)}, "8 groups": {"groups": split(8)},
             "clip_grad_norm": {"clip_grad_norm": 1e-3}, "ema": {"ema": 0.999},
             "8 groups + clip + ema": {"groups": split(8), "clip_grad_norm": 1e-3,
