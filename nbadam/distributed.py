@@ -354,6 +354,14 @@ class ShardedOptimizer:
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
             raise TypeError(f"optimizer_class must be an nbadam optimizer class such as "
                             f"nbadam.Adam, got {optimizer_class!r}")
+        unsupported = sorted(k for k in ("groups", "clip_grad_norm", "ema")
+                             if hyperparameters.get(k) is not None)
+        if unsupported:
+            raise ValueError(f"ShardedOptimizer does not support {', '.join(unsupported)} "
+                             "yet: each rank's optimizer sees only its slice of the vector, "
+                             "so groups, the gradient's global norm and the average would "
+                             "be those of the slice; use a plain optimizer with an allreduced "
+                             "gradient (nbadam.distributed.allreduce_mean) instead")
         if hyperparameters.get("device", "cpu") != "cpu":
             raise ValueError(f"ShardedOptimizer runs on the CPU, got "
                              f"device={hyperparameters['device']!r}")
