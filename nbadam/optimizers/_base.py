@@ -225,6 +225,7 @@ class Optimizer:
         parameters, the next ones move the average towards them by ``1 - decay``.
         """
         return self._ema
+
     @property
     def _hyper_names(self) -> tuple[str, ...]:
         return (*self.rule.defaults, *_COMMON)
@@ -368,7 +369,9 @@ class Optimizer:
             return 1.0
         norm = _launch.sum_squares(grad, self._device) ** 0.5
         self.last_grad_norm = norm
-        return min(1.0, self._clip / (norm + 1e-6))
+        ratio = self._clip / (norm + 1e-6)
+        # torch.clamp(ratio, max=1): a NaN norm makes every gradient NaN, as in torch.
+        return ratio if not ratio >= 1.0 else 1.0
 
     def _in_dtype(self, values: tuple) -> tuple:
         """Host scalars (computed in float64) in the kernel's dtype.
