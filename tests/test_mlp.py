@@ -16,6 +16,7 @@ from nbadam.nn import MLP, _fused, training
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["relu", "tanh", "sigmoid"]
 TINY = (5, 7, 6, 3)
+TINY_MNIST = (784, 16, 10)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,8 @@ def test_softmax_cross_entropy_matches_numpy(dtype, rows):
     onehot = np.eye(10)[labels]
     scale = dtype(1 / rows)
     work, delta, bias_grad = logits.copy(), np.empty_like(logits), np.empty_like(bias)
-    loss, correct = _fused.softmax_cross_entropy(work, bias, labels, delta, bias_grad, scale)
+    loss, correct = _fused.softmax_cross_entropy(work, bias, labels, delta, bias_grad, scale,
+                                                 scale, dtype(0), 0.0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_array_equal(work, logits + bias)
     np.testing.assert_allclose(loss, losses.sum(), rtol=tol)
@@ -321,10 +323,189 @@ def test_no_allocation_growth_per_step():
     assert peak - before < 64 * 1024  # no batch-sized temporaries (a batch is 25 kB)
 
 
+# -- continuing, starting afresh ------------------------------------------------------
+def test_a_second_fit_continues_bit_for_bit_with_a_constant_lr():
+    x, y = tiny_data(n=300)
+    straight = MLP(TINY, seed=2)
+    whole = straight.fit(x, y, epochs=3, batch_size=32, schedule="constant", progress=False)
+    parts = MLP(TINY, seed=2)
+    first = parts.fit(x, y, epochs=1, batch_size=32, schedule="constant", progress=False)
+    optimizer = parts.optimizer
+    rest = parts.fit(x, y, epochs=2, batch_size=32, schedule="constant", progress=False)
+    np.testing.assert_array_equal(parts.params, straight.params)
+    assert parts.optimizer is optimizer and optimizer.step_count == 3 * 10
+    assert first.epoch == [1] and rest.epoch == [2, 3] and parts.epochs_trained == 3
+    assert first["loss"] + rest["loss"] == whole["loss"]
+
+
+def test_each_call_decays_a_cosine_over_its_own_steps():
+    x, y = tiny_data(n=64)
+    model = MLP(TINY)
+    model.fit(x, y, epochs=2, batch_size=16, lr=1e-2, progress=False)
+    assert model.optimizer.last_lr == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    model.fit(x, y, epochs=1, batch_size=16, lr=1e-2, progress=False)
+    schedule = model.optimizer.lr
+    assert model.optimizer.step_count == 12
+    assert [schedule(count) for count in (8, 10)] == [1e-2, pytest.approx(5e-3)]
+
+
+def test_a_callable_lr_sees_the_step_count_over_calls():
+    x, y = tiny_data(n=64)
+    seen = []
+
+    def lr(count):
+        seen.append(count)
+        return 1e-3
+
+    model = MLP(TINY)
+    model.fit(x, y, epochs=1, batch_size=16, lr=lr, progress=False)
+    model.fit(x, y, epochs=1, batch_size=16, lr=lr, progress=False)
+    assert seen == list(range(8))
+
+
+def test_other_optimizer_settings_build_a_new_optimizer():
+    x, y = tiny_data(n=64)
+    model = MLP(TINY)
+    model.fit(x, y, epochs=1, batch_size=16, progress=False)
+    first = model.optimizer
+    model.fit(x, y, epochs=1, batch_size=16, lr=1e-4, progress=False)
+    assert model.optimizer is not first and model.optimizer.step_count == 4
+    assert model.epochs_trained == 2
+    opt = nbadam.AdamW(model.params, lr=1e-3)
+    history = model.fit(x, y, epochs=1, batch_size=16, optimizer=opt, progress=False)
+    assert model.optimizer is opt and history.epoch == [3]
+
+
+def test_reset_starts_afresh():
+    x, y = tiny_data(n=64)
+    fresh = MLP(TINY, seed=4)
+    expected = fresh.fit(x, y, epochs=2, batch_size=16, progress=False)
+    model = MLP(TINY, seed=4)
+    model.fit(x, y, epochs=3, batch_size=16, progress=False)
+    history = model.reset().fit(x, y, epochs=2, batch_size=16, progress=False)
+    np.testing.assert_array_equal(model.params, fresh.params)
+    assert history == expected and history.epoch == [1, 2]
+
+
+# -- early stopping ---------------------------------------------------------------------
+def overfitting_data():
+    """Few noisy examples and a wide network: the validation loss soon rises."""
+    x, y = tiny_data(n=120, sizes=(5, 64, 3), seed=3)
+    return x, y
+
+
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_early_stopping_restores_the_best_epoch_exactly(monitor):
+    x, y = overfitting_data()
+    model = MLP((5, 64, 3), dtype=np.float64, seed=1)
+    kept = {}
+    history = model.fit(x, y, epochs=200, batch_size=10, lr=1e-2, schedule="constant",
+                        validation_split=0.25, early_stopping=3, monitor=monitor,
+                        progress=False,
+                        callback=lambda epoch, logs: kept.update({epoch: model.params.copy()}))
+    values = history[monitor]
+    best = int(np.argmin(values) if monitor == "val_loss" else np.argmax(values)) + 1
+    assert history.stopped_early and history.best_epoch == best
+    assert history.epoch[-1] == best + 3 == len(values)
+    np.testing.assert_array_equal(model.params, kept[best])
+    assert model.epochs_trained == best + 3   # the optimizer continues from the last epoch
+
+
+def test_validation_split_holds_out_the_last_examples():
+    x, y = tiny_data(n=100)
+    split = MLP(TINY, seed=5)
+    by_split = split.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, progress=False)
+    given = MLP(TINY, seed=5)
+    by_data = given.fit(x[:80], y[:80], epochs=2, batch_size=16,
+                        validation_data=(x[80:], y[80:]), progress=False)
+    np.testing.assert_array_equal(split.params, given.params)
+    assert by_split == by_data
+
+
+def test_early_stopping_without_improvement_to_the_end_keeps_the_best():
+    x, y = tiny_data(n=200)
+    model = MLP(TINY, dtype=np.float64)
+    kept = {}
+    history = model.fit(x, y, epochs=4, batch_size=20, validation_split=0.5,
+                        early_stopping=10, monitor="loss", progress=False,
+                        callback=lambda epoch, logs: kept.update({epoch: model.params.copy()}))
+    assert not history.stopped_early
+    assert history.best_epoch == int(np.argmin(history["loss"])) + 1
+    np.testing.assert_array_equal(model.params, kept[history.best_epoch])
+
+
+def test_an_interrupted_early_stopped_run_resumes_bit_for_bit(tmp_path):
+    x, y = overfitting_data()
+    kwargs = {"epochs": 200, "batch_size": 10, "lr": 1e-2, "validation_split": 0.25,
+              "early_stopping": 2, "progress": False, "schedule": "constant"}
+    reference = MLP((5, 64, 3), dtype=np.float64, seed=1)
+    expected = reference.fit(x, y, **kwargs)
+    path = tmp_path / "run.npz"
+    for stop in (expected.best_epoch + 1, len(expected.epoch)):
+        with pytest.raises(KeyboardInterrupt):
+            MLP((5, 64, 3), dtype=np.float64, seed=1).fit(
+                x, y, checkpoint=path, callback=stop_after(stop), **kwargs)
+        resumed = MLP((5, 64, 3), dtype=np.float64, seed=1)
+        history = resumed.fit(x, y, checkpoint=path, resume=True, **kwargs)
+        np.testing.assert_array_equal(resumed.params, reference.params)
+        assert history == expected and history.best_epoch == expected.best_epoch
+        path.unlink()
+
+
+# -- loss terms ----------------------------------------------------------------------------
+def test_label_smoothing_and_l2_match_the_reference():
+    model = MLP(TINY, dtype=np.float64, seed=2)
+    model.params += np.random.default_rng(0).normal(scale=0.1, size=model.params.size)
+    x, y = tiny_data()
+    xs, divisor = model._check_x(x, "x")
+    work = nbadam.nn._workspace._Workspace(model.sizes, model.dtype, len(x))
+    count = work.load(xs, divisor, np.arange(len(x)), y)
+    smoothing, l2 = 0.2, 0.03
+
+    def penalised(params):
+        saved = model.params.copy()
+        model.params[:] = params
+        forward, _ = ACT[model.activation]
+        a = x
+        for weight, bias in zip(model.weights[:-1], model.biases[:-1], strict=True):
+            a = forward(a @ weight + bias)
+        logits = a @ model.weights[-1] + model.biases[-1]
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        target = np.full(log_p.shape, smoothing / 3) + (1 - smoothing) * np.eye(3)[y]
+        value = -(target * log_p).sum(axis=1).mean()
+        value += l2 / 2 * sum((w ** 2).sum() for w in model.weights)
+        model.params[:] = saved
+        return value
+
+    loss, _ = model._loss_and_grad(work, count, l2, smoothing)
+    assert loss / count == pytest.approx(penalised(model.params), rel=1e-12)
+    analytic = model.grad.copy()
+    numeric = np.empty_like(analytic)
+    for i in range(model.params.size):
+        step = np.zeros_like(analytic)
+        step[i] = 1e-6
+        numeric[i] = (penalised(model.params + step) - penalised(model.params - step)) / 2e-6
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    plain = model._loss_and_grad(work, count)
+    again = model._loss_and_grad(work, count, 0.0, 0.0)
+    assert plain == again
+
+
 # -- checkpoints and resume -------------------------------------------------------------
 def subset(mnist, n=1500):
     (x, y), _ = mnist
     return x[:n], y[:n]
+
+
+def stop_after(epochs):
+    """A callback that interrupts training after ``epochs`` epochs, as Ctrl-C would."""
+    def callback(epoch, logs):
+        if epoch == epochs:
+            raise KeyboardInterrupt
+    return callback
 
 
 def test_resume_is_bit_for_bit(mnist, tmp_path):
@@ -334,13 +515,30 @@ def test_resume_is_bit_for_bit(mnist, tmp_path):
 
     path = tmp_path / "run.npz"
     first = MLP()
-    first.fit(x, y, epochs=1, progress=False, checkpoint=path)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(x, y, epochs=3, progress=False, checkpoint=path, callback=stop_after(1))
     del first  # the "crash": only the file survives
     resumed = MLP()
     history = resumed.fit(x, y, epochs=3, progress=False, checkpoint=path, resume=True)
     np.testing.assert_array_equal(resumed.params, reference.params)
-    assert history == full
+    assert history == full and history.epoch == [1, 2, 3]
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_resume_refuses_another_length_of_a_cosine_run(mnist, tmp_path):
+    x, y = subset(mnist, 300)
+    path = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        MLP(TINY_MNIST).fit(x, y, epochs=3, progress=False, checkpoint=path,
+                            callback=stop_after(1))
+    with pytest.raises(ValueError, match="decays the learning rate over 3 epochs"):
+        MLP(TINY_MNIST).fit(x, y, epochs=4, progress=False, checkpoint=path, resume=True)
+    # A constant learning rate may be extended.
+    MLP(TINY_MNIST).fit(x, y, epochs=1, schedule="constant", progress=False,
+                        checkpoint=tmp_path / "constant.npz")
+    history = MLP(TINY_MNIST).fit(x, y, epochs=2, schedule="constant", progress=False,
+                                  checkpoint=tmp_path / "constant.npz", resume=True)
+    assert history.epoch == [1, 2]
 
 
 def test_resume_after_a_kill_mid_epoch(mnist, tmp_path, monkeypatch):
@@ -352,11 +550,11 @@ def test_resume_after_a_kill_mid_epoch(mnist, tmp_path, monkeypatch):
     calls = {"n": 0}
     original = MLP._loss_and_grad
 
-    def dies_in_epoch_two(self, work, count):
+    def dies_in_epoch_two(self, work, count, *args):
         calls["n"] += 1
         if calls["n"] == 20:  # 15 steps per epoch
             raise KeyboardInterrupt
-        return original(self, work, count)
+        return original(self, work, count, *args)
 
     monkeypatch.setattr(MLP, "_loss_and_grad", dies_in_epoch_two)
     victim = MLP(dtype=np.float64)
@@ -388,7 +586,8 @@ def test_checkpoint_every(tmp_path, monkeypatch):
     x, y = tiny_data(n=64)
     written = []
     monkeypatch.setattr(training, "_save_checkpoint",
-                        lambda path, model, opt, run, history, done: written.append(done))
+                        lambda path, model, opt, run, state, *rest:
+                        written.append(state.epochs_done))
     MLP(TINY).fit(x, y, epochs=5, batch_size=32, progress=False,
                   checkpoint=tmp_path / "run.npz", checkpoint_every=2)
     assert written == [2, 4, 5]
@@ -408,12 +607,13 @@ def test_checkpoint_every(tmp_path, monkeypatch):
 def test_resume_refuses_a_different_run(tmp_path, change, message):
     x, y = tiny_data(n=64)
     path = tmp_path / "run.npz"
-    MLP(TINY).fit(x, y, epochs=2, batch_size=16, progress=False, checkpoint=path)
+    MLP(TINY).fit(x, y, epochs=2, batch_size=16, schedule="constant", progress=False,
+                  checkpoint=path)
     saved = path.read_bytes()
     model = MLP(change.pop("model", TINY))
     params = model.params.copy()
-    kwargs = {"epochs": 3, "batch_size": 16, "progress": False, "checkpoint": path,
-              "resume": True}
+    kwargs = {"epochs": 3, "batch_size": 16, "schedule": "constant", "progress": False,
+              "checkpoint": path, "resume": True}
     if change.pop("data", False):
         x = x.copy()
         x[0, 0] += 1
@@ -571,7 +771,7 @@ def test_bad_labels_are_refused_and_nothing_changes(make, error, message):
      "must not set amsgrad"),
     ({"optimizer": "adam", "optimizer_options": {"momentum": 0.9}}, TypeError, "momentum"),
     ({"optimizer": "adam", "optimizer_options": [1]}, TypeError, "dict"),
-    ({"lr": -1.0}, ValueError, "lr must be > 0"),
+    ({"lr": -1.0}, ValueError, "lr must be >=? 0"),
     ({"epochs": 0}, ValueError, "epochs must be >= 1"),
     ({"epochs": 2.5}, TypeError, "epochs must be an integer"),
     ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
@@ -585,6 +785,18 @@ def test_bad_labels_are_refused_and_nothing_changes(make, error, message):
     ({"checkpoint": 5}, TypeError, "file path"),
     ({"checkpoint_every": 0}, ValueError, "checkpoint_every must be >= 1"),
     ({"callback": "print"}, TypeError, "callback must be callable"),
+    ({"schedule": "linear"}, ValueError, "schedule must be one of 'cosine', 'constant'"),
+    ({"label_smoothing": 1.0}, ValueError, r"label_smoothing must be in \[0, 1\)"),
+    ({"l2": -1e-4}, ValueError, "l2 must be >= 0"),
+    ({"validation_split": 1.0}, ValueError, r"validation_split must be in \[0, 1\)"),
+    ({"validation_split": 0.99}, ValueError, "leaves 0 to train on and 20"),
+    ({"validation_split": 0.2, "validation_data": (np.zeros((2, 5)), [0, 1])}, ValueError,
+     "not both"),
+    ({"early_stopping": 0}, ValueError, "early_stopping must be >= 1"),
+    ({"early_stopping": 2}, ValueError, "needs validation_data or validation_split"),
+    ({"early_stopping": 2, "validation_split": 0.5, "monitor": "acc"}, ValueError,
+     "monitor must be one of 'val_loss'"),
+    ({"min_delta": -1.0}, ValueError, "min_delta must be >= 0"),
 ])
 def test_bad_fit_arguments_are_refused(kwargs, error, message):
     model = MLP((5, 4, 3))

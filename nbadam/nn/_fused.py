@@ -15,8 +15,10 @@ would need two or three passes and a temporary (``benchmarks/scripts/mlp_vs_torc
   ``one``, the constant 1 in the arrays' dtype, is passed to those that do
   not need it too);
 * ``softmax_cross_entropy``: add the output bias, then softmax, cross-entropy
-  loss, its gradient, the output bias gradient and the count of correct
-  predictions, row by row.
+  loss (optionally against smoothed labels), its gradient, the output bias
+  gradient and the count of correct predictions, row by row;
+* ``add_l2``: add the gradient of an L2 penalty to a weight gradient and
+  return the weights' squared sum, in one pass.
 
 They are serial ``njit`` functions that release the GIL: the blocks are small
 (a few hundred kilobytes), so a parallel launch would cost more than it saves,
@@ -114,18 +116,24 @@ def sigmoid_backward(delta, activation, bias_grad, one):
 
 
 @_jit
-def softmax_cross_entropy(logits, bias, labels, delta, bias_grad, scale):
+def softmax_cross_entropy(logits, bias, labels, delta, bias_grad, scale, on, off, smoothing):
     """Softmax cross-entropy of a batch and its gradient, in one pass.
 
     ``logits`` (before the bias) becomes ``logits + bias``; ``delta`` receives
-    ``scale * (softmax(logits) - onehot(labels))``, the gradient of
-    ``scale * sum(losses)``, and ``bias_grad`` its column sums.  The softmax
-    subtracts each row's maximum first, so no ``exp`` overflows.
+    ``scale * softmax(logits) - on * onehot(labels) - off``, the gradient of
+    ``scale * sum(losses)`` against the targets
+    ``(1 - smoothing) * onehot + smoothing / classes`` when ``on = scale * (1 -
+    smoothing)`` and ``off = scale * smoothing / classes`` (in the arrays'
+    dtype; ``on = scale, off = 0`` for plain labels, which leaves the
+    arithmetic that of plain labels bit for bit), and ``bias_grad`` its column
+    sums.  The softmax subtracts each row's maximum first, so no ``exp``
+    overflows.
 
     Returns
     -------
     (float, int)
         The sum of the per-example losses ``logsumexp(row) - row[label]``
+        (plus ``smoothing * (row[label] - mean(row))``, the smoothed part)
         and the number of rows whose first maximum is at the label.
     """
     rows, classes = logits.shape
@@ -148,15 +156,36 @@ def softmax_cross_entropy(logits, bias, labels, delta, bias_grad, scale):
             total += e
         label = labels[i]
         loss += math.log(total) + (top - logits[i, label])
+        if smoothing != 0.0:
+            row_sum = 0.0
+            for j in range(classes):
+                row_sum += logits[i, j]
+            loss += smoothing * (logits[i, label] - row_sum / classes)
         weight = scale / total
         for j in range(classes):
-            delta[i, j] = delta[i, j] * weight
-        delta[i, label] -= scale
+            delta[i, j] = delta[i, j] * weight - off
+        delta[i, label] -= on
         for j in range(classes):
             bias_grad[j] += delta[i, j]
         if best == label:
             correct += 1
     return loss, correct
+
+
+@_jit
+def add_l2(grad, weight, l2):
+    """``grad += l2 * weight`` in place; returns ``sum(weight**2)`` (accumulated in float64).
+
+    The gradient and the value of the penalty ``l2 / 2 * sum(weight**2)``.
+    """
+    rows, width = grad.shape
+    total = 0.0
+    for i in range(rows):
+        for j in range(width):
+            w = weight[i, j]
+            grad[i, j] += l2 * w
+            total += w * w
+    return total
 
 
 @_jit

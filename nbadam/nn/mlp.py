@@ -120,6 +120,8 @@ class MLP:
         self._activate = getattr(_fused, f"bias_{self.activation}")
         self._activation_backward = getattr(_fused, f"{self.activation}_backward")
         self._one = self.dtype.type(1)
+        #: What ``fit`` continues from: the optimizer, the epochs trained, the history.
+        self._training: training._State | None = None
 
     # -- layout and initialisation ------------------------------------------
     def _layout(self) -> None:
@@ -168,6 +170,39 @@ class MLP:
         """Number of classes (width of the output layer)."""
         return self.sizes[-1]
 
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer the next :meth:`fit` continues with (``None`` before the first)."""
+        return None if self._training is None else self._training.optimizer
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs :meth:`fit` has run on this model, over all its calls."""
+        return 0 if self._training is None else self._training.epochs_done
+
+    def reset(self) -> MLP:
+        """Start afresh: the seed's initial weights, no optimizer, no epochs trained.
+
+        Returns the model, so that ``model.reset().fit(...)`` trains it as
+        a new ``MLP(**model.config())`` would be trained.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import nbadam
+        >>> model = nbadam.MLP((4, 3, 2), dtype=np.float64)
+        >>> initial = model.params.copy()
+        >>> x, y = np.eye(4), np.array([0, 1, 1, 0])
+        >>> _ = model.fit(x, y, epochs=3, progress=False)
+        >>> model.epochs_trained, bool(np.array_equal(model.params, initial))
+        (3, False)
+        >>> model.reset().epochs_trained, bool(np.array_equal(model.params, initial))
+        (0, True)
+        """
+        self._initialise()
+        self._training = None
+        return self
+
     def __repr__(self) -> str:
         return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, "
                 f"dtype=np.{self.dtype.name}, seed={self.seed})")
@@ -186,22 +221,32 @@ class MLP:
         np.matmul(a, self.weights[-1], out=logits)
         return logits
 
-    def _loss_and_grad(self, work: _Workspace, count: int) -> tuple[float, int]:
+    def _loss_and_grad(self, work: _Workspace, count: int, l2: float = 0.0,
+                       smoothing: float = 0.0) -> tuple[float, int]:
         """Forward and backward pass on the loaded batch; fills :attr:`grad`.
 
         Returns the batch's summed loss (float64) and number of correct
-        predictions; the gradient is that of the *mean* loss.
+        predictions; the gradient is that of the *mean* loss.  ``smoothing``
+        replaces the one-hot targets with ``(1 - smoothing) * onehot +
+        smoothing / n_classes``; ``l2`` adds ``l2 / 2 * sum(W**2)`` over the
+        weight matrices (not the biases) to the mean loss.
         """
         logits = self._forward(work, count)
         scale = self.dtype.type(1.0 / count)
+        on = self.dtype.type((1.0 - smoothing) / count)
+        off = self.dtype.type(smoothing / (self.n_classes * count))
         loss, correct = _fused.softmax_cross_entropy(
             logits, self.biases[-1], work.labels[:count], work.deltas[-1][:count],
-            self.bias_grads[-1], scale)
+            self.bias_grads[-1], scale, on, off, smoothing)
         layer_inputs = [work.inputs] + work.hidden
         for layer in range(len(self.weights) - 1, -1, -1):
             delta = work.deltas[layer][:count]
             inputs = layer_inputs[layer][:count]
             np.matmul(inputs.T, delta, out=self.weight_grads[layer])
+            if l2:
+                squares = _fused.add_l2(self.weight_grads[layer], self.weights[layer],
+                                        self.dtype.type(l2))
+                loss += 0.5 * l2 * squares * count
             if layer > 0:
                 below = work.deltas[layer - 1][:count]
                 np.matmul(delta, self.weights[layer].T, out=below)

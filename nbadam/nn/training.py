@@ -18,8 +18,10 @@ its checkpoint finishes with exactly the parameters of an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 import os
 import zlib
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from ._workspace import _Workspace
 if TYPE_CHECKING:
     from .mlp import MLP
 
-__all__ = ["Trainer", "epoch_order", "fit"]
+__all__ = ["History", "Trainer", "epoch_order", "fit"]
 
 _TRAINING_FORMAT = "mlp-training"
 #: Steps between refreshes of the progress bar's loss and accuracy.
@@ -122,12 +124,16 @@ class Trainer:
     comm : mpi4py.MPI.Intracomm, optional
         Data-parallel training: each rank computes the gradient of its shard
         of every batch, and :meth:`_reduce_gradient` combines them.
+    l2, label_smoothing : float, default 0
+        Terms of the training loss (see :func:`fit`).
     """
 
-    def __init__(self, model: MLP, optimizer: Optimizer, rows: int, comm: Any = None):
+    def __init__(self, model: MLP, optimizer: Optimizer, rows: int, comm: Any = None,
+                 l2: float = 0.0, label_smoothing: float = 0.0):
         self.model = model
         self.optimizer = optimizer
         self.comm = comm
+        self.l2, self.label_smoothing = l2, label_smoothing
         self.work = _Workspace(model.sizes, model.dtype, rows)
         self.ranks, self.rank = (1, 0) if comm is None else (comm.Get_size(), comm.Get_rank())
         #: This rank's share of the current global batch (set by :meth:`step`).
@@ -167,7 +173,8 @@ class Trainer:
         self.weight = weight
         if rows.size:
             count = self.work.load(x, divisor, rows, labels)
-            loss, correct = self.model._loss_and_grad(self.work, count)
+            loss, correct = self.model._loss_and_grad(self.work, count, self.l2,
+                                                       self.label_smoothing)
         else:
             self.model.grad[...] = 0
             loss, correct = 0.0, 0
@@ -236,14 +243,15 @@ def _abort_job_on_error(fit_function: Callable) -> Callable:
 @_abort_job_on_error
 def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
         optimizer: Any = "adam", lr: float | Callable[[int], float] | None = None, *,
-        optimizer_options: dict[str, Any] | None = None,
-        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
-        seed: int | None = None, progress: bool = True,
+        schedule: str = "cosine", optimizer_options: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0, l2: float = 0.0,
+        validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
+        early_stopping: int | None = None, monitor: str = "val_loss", min_delta: float = 0.0,
+        shuffle: bool = True, seed: int | None = None, progress: bool = True,
         callback: Callable[[int, dict[str, float]], Any] | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-        resume: bool = False, comm: Any = None,
-        shard_optimizer: bool = False) -> dict[str, list[float]]:
-    """Train with mini-batches of softmax cross-entropy.
+        resume: bool = False, comm: Any = None, shard_optimizer: bool = False) -> History:
+    r"""Train with mini-batches of softmax cross-entropy, continuing any earlier training.
 
     This is :meth:`nbadam.MLP.fit` (the function itself: ``model.fit(x, y)``
     is ``fit(model, x, y)``).  Everything is validated before anything
@@ -255,38 +263,69 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
     x, y : array_like
         Training inputs and integer labels (see the class notes).
     epochs : int, default 10
-        Total number of passes over the data (when resuming, including
-        the epochs already in the checkpoint).
+        Passes over the data in this call.  With ``resume=True``: the length
+        of the whole run, counting the epochs it already holds (those of the
+        checkpoint file, or of the model's earlier calls when there is no
+        file), so that rerunning an interrupted command finishes it.
     batch_size : int, default 128
         Examples per step; the last batch of an epoch may be smaller.
     optimizer : str or nbadam.Optimizer, default "adam"
         The name of a rule of :mod:`nbadam.rules` (``nbadam.rules.names()``),
         or an optimizer already built on the model's ``params``.
     lr : float or callable, optional
-        Learning rate (or schedule) for a named optimizer; by default the
-        optimizer's own (1e-3 for Adam).
+        Learning rate of a named optimizer, or a schedule (a callable of the
+        step count, used as it is); by default the optimizer's own (1e-3 for
+        Adam).
+    schedule : {"cosine", "constant"}, default "cosine"
+        How a numeric ``lr`` of a named optimizer varies over this call:
+        ``"cosine"`` decays it from ``lr`` to 0 along half a cosine over the
+        call's steps (:func:`nbadam.schedules.warmup_cosine_decay`);
+        ``"constant"`` keeps it.  Ignored for a callable ``lr`` and for an
+        optimizer instance.
     optimizer_options : dict, optional
         Further keyword arguments for a named optimizer (``betas``,
         ``weight_decay``, ...).
+    label_smoothing : float in [0, 1), default 0
+        Train against the targets ``(1 - label_smoothing) * onehot +
+        label_smoothing / n_classes`` instead of one-hot labels.
+    l2 : float, default 0
+        Adds :math:`\frac{l_2}{2}\sum W^2` over the weight matrices (not the
+        biases) to each batch's mean loss.  scikit-learn's ``alpha`` is
+        ``l2 * batch_size``.
     validation_data : tuple (x_val, y_val), optional
-        Evaluated after every epoch.
+        Evaluated after every epoch (``val_loss``, ``val_accuracy``: the
+        plain cross-entropy, without ``label_smoothing`` or ``l2``).
+    validation_split : float in [0, 1), default 0
+        Hold out the last ``validation_split`` of ``x`` and ``y`` (before
+        any shuffling, the same examples on every call) as the validation
+        data instead; not with ``validation_data``.
+    early_stopping : int, optional
+        Patience: stop when ``monitor`` has not improved by more than
+        ``min_delta`` for this many epochs, and put back the weights of the
+        best epoch (when training ends after all ``epochs`` too).
+    monitor : {"val_loss", "val_accuracy", "loss", "accuracy"}, default "val_loss"
+        The metric early stopping watches (losses must fall, accuracies rise).
+    min_delta : float, default 0
+        The smallest change of ``monitor`` that counts as an improvement.
     shuffle : bool, default True
         Visit the examples in a new random order every epoch; the order of
-        epoch ``e`` is ``np.random.default_rng([seed, e]).permutation(n)``.
+        epoch ``e`` (counted over all calls) is
+        ``np.random.default_rng([seed, e]).permutation(n)``.
     seed : int, optional
         Seed of the data order; by default the model's :attr:`seed`.
     progress : bool, default True
         Show a tqdm bar per epoch (only when stderr is a terminal).
     callback : callable, optional
         Called as ``callback(epoch, logs)`` after each epoch, with the
-        1-based epoch number and that epoch's metrics.
+        epoch's number (1-based, counted over all calls) and its metrics.
     checkpoint : str or os.PathLike, optional
         File to write the training state to (atomically, ``.npz``).
     checkpoint_every : int, default 1
         Write the checkpoint every this many epochs, and after the last.
     resume : bool, default False
-        Continue from ``checkpoint`` if it exists (else start afresh); the
-        result is bit for bit that of an uninterrupted run.
+        Continue the run of ``checkpoint`` if the file exists (else the
+        model's own), until it has ``epochs`` epochs; the result is bit for
+        bit that of an uninterrupted run.
     comm : mpi4py.MPI.Intracomm, optional
         Train data-parallel over MPI ranks (``MPI.COMM_WORLD`` under
         ``mpiexec``; see :mod:`nbadam.distributed`).  Every rank calls
@@ -304,10 +343,38 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
 
     Returns
     -------
-    dict of str to list of float
-        ``"loss"`` and ``"accuracy"`` per epoch (averaged over the
-        epoch's batches, each measured before its update), plus
-        ``"val_loss"`` and ``"val_accuracy"`` with ``validation_data``.
+    History
+        A dict: ``"loss"`` and ``"accuracy"`` per epoch of this call
+        (averaged over the epoch's batches, each measured before its update),
+        plus ``"val_loss"`` and ``"val_accuracy"`` with validation data.  Its
+        attribute ``epoch`` lists the epochs' numbers and ``best_epoch`` is,
+        with ``early_stopping``, the epoch whose weights the model kept
+        (``None`` without); ``stopped_early`` says whether patience ran out.
+        With ``resume=True`` it covers the whole run.
+
+    Notes
+    -----
+    **A second call continues.**  The model keeps its optimizer (with its
+    state and step count, which a schedule sees) and the number of epochs it
+    has trained, so ``fit(x, y, epochs=1)`` twice visits the data in the
+    orders of epochs 0 and 1 and, with a constant learning rate, ends bit for
+    bit where ``fit(x, y, epochs=2)`` does.  A call whose ``optimizer``,
+    ``lr``, ``schedule``, ``optimizer_options`` or ``shard_optimizer`` differ
+    from the previous call's builds a new optimizer for the current weights
+    (its moments start at zero); an optimizer instance is used as it is.
+    With ``schedule="cosine"`` each call decays the learning rate over its
+    own steps, so a second call is a warm restart (it starts again at
+    ``lr``); pass a callable ``lr`` for one schedule over several calls.
+    :meth:`MLP.reset` starts afresh: the initial weights of the seed, no
+    optimizer, epoch 0.
+
+    **Checkpoints** hold the parameters, the optimizer's state, the number of
+    finished epochs, the history of every epoch and the early-stopping state.
+    The order of the examples depends only on ``(seed, epoch)``, so a run
+    interrupted and resumed with the same arguments (``epochs`` counting the
+    whole run) ends exactly where an uninterrupted one does.  A checkpoint of
+    other data, another model, another optimizer or other settings is
+    refused with a ``ValueError`` that says what differs.
 
     Examples
     --------
@@ -317,12 +384,23 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
     >>> y = np.logical_xor(x[:, 0], x[:, 1]).astype(int)
     >>> model = nbadam.MLP((2, 8, 2), activation="tanh", dtype=np.float64)
     >>> history = model.fit(x, y, epochs=60, batch_size=8, lr=0.05, progress=False)
-    >>> sorted(history), history["accuracy"][-1]
-    (['accuracy', 'loss'], 1.0)
+    >>> sorted(history), history["accuracy"][-1], history.epoch[-1]
+    (['accuracy', 'loss'], 1.0, 60)
+    >>> more = model.fit(x, y, epochs=5, batch_size=8, lr=0.05, progress=False)
+    >>> more.epoch, model.epochs_trained
+    ([61, 62, 63, 64, 65], 65)
     """
     epochs = _validate.integer("epochs", epochs, 1)
     batch_size = _validate.integer("batch_size", batch_size, 1)
     checkpoint_every = _validate.integer("checkpoint_every", checkpoint_every, 1)
+    schedule = _validate.choice("schedule", schedule, SCHEDULES)
+    label_smoothing = _validate.unit_interval("label_smoothing", label_smoothing)
+    l2 = _validate.nonnegative("l2", l2)
+    validation_split = _validate.unit_interval("validation_split", validation_split)
+    if early_stopping is not None:
+        early_stopping = _validate.integer("early_stopping", early_stopping, 1)
+    monitor = _validate.choice("monitor", monitor, MONITORS)
+    min_delta = _validate.nonnegative("min_delta", min_delta)
     shuffle = _validate.flag("shuffle", shuffle)
     progress = _validate.flag("progress", progress)
     resume = _validate.flag("resume", resume)
@@ -348,16 +426,52 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
     labels = model._check_y(y, x.shape[0], "y")
     validation = None
     if validation_data is not None:
+        if validation_split:
+            raise ValueError("pass validation_data or validation_split, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (x_val, y_val), got "
                              f"{type(validation_data).__name__}")
         x_val, val_divisor = model._check_x(validation_data[0], "validation_data[0]")
         validation = (x_val, val_divisor,
                       model._check_y(validation_data[1], x_val.shape[0], "validation_data[1]"))
-    opt = make_optimizer(model, optimizer, lr, optimizer_options,
-                         comm if shard_optimizer else None)
+    elif validation_split:
+        x, labels, validation = _split(x, divisor, labels, validation_split)
+    keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
+    if early_stopping is not None and monitor not in keys:
+        raise ValueError(f"early_stopping watches monitor={monitor!r}, which needs "
+                         "validation_data or validation_split (or monitor='loss')")
+    rows = min(batch_size, x.shape[0])
+    steps_per_epoch = -(-x.shape[0] // rows)
+
+    previous = model._training
+    named = not isinstance(optimizer, (Optimizer, distributed.ShardedOptimizer))
+    settings = (_settings(optimizer, lr, schedule, optimizer_options, shard_optimizer)
+                if named else None)
+    found = False
+    if resume:
+        found = os.path.exists(checkpoint)
+        if comm is not None:
+            # Every rank reads the checkpoint (a shared file system); all must see it alike.
+            distributed.check_same(comm, {"whether the checkpoint file exists": found}, "fit")
+    # A checkpoint to resume from replaces the model's own training state.
+    continuing = not found and previous is not None and (
+        previous.optimizer is optimizer if not named else previous.settings == settings)
+    if continuing:
+        opt = previous.optimizer
+    else:
+        opt = make_optimizer(model, optimizer, lr, optimizer_options,
+                             comm if shard_optimizer else None)
     if isinstance(opt, distributed.ShardedOptimizer) and comm is None:
         raise ValueError("a ShardedOptimizer trains data-parallel: pass comm= as well")
+    anneal = named and schedule == "cosine" and not callable(lr)
+    peak = previous.peak_lr if continuing else opt.lr
+
+    early = None if early_stopping is None else {
+        "patience": early_stopping, "monitor": monitor, "min_delta": min_delta}
+    run: dict[str, Any] = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
+                           "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels),
+                           "validation_split": validation_split, "l2": l2,
+                           "label_smoothing": label_smoothing, "early_stopping": early}
     if checkpoint is not None:
         _check_savable_lr(opt)
     if comm is not None:
@@ -369,29 +483,58 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
             "the optimizer": (type(opt).__name__, {key: value for key, value in
                                                    opt.hyperparameters().items()
                                                    if not callable(value)}),
+            "the model's epochs": 0 if previous is None else previous.epochs_done,
             "checkpoint": (checkpoint is not None, resume, checkpoint_every)}, "fit")
 
-    keys = ["loss", "accuracy"] + (["val_loss", "val_accuracy"] if validation else [])
-    history: dict[str, list[float]] = {key: [] for key in keys}
-    run: dict[str, Any] = {}
-    start = 0
-    if checkpoint is not None:
-        run = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
-               "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels)}
-        found = resume and os.path.exists(checkpoint)
-        if comm is not None:
-            # Every rank reads the checkpoint (a shared file system); all must see it alike.
-            distributed.check_same(comm, {"whether the checkpoint file exists": found}, "fit")
-        if found:
-            start, history = _load_checkpoint(checkpoint, model, opt, run, keys, epochs)
+    # Where this call starts, and what the model has done so far.
+    if continuing:
+        state = previous
+    else:
+        state = _State(opt, settings, peak,
+                       epochs_done=0 if previous is None else previous.epochs_done,
+                       history={} if previous is None else previous.history)
+    first_epoch, first_step = state.epochs_done, opt.step_count
+    if resume and not found:
+        if continuing:
+            first_epoch, first_step = state.first_epoch, state.first_step
+        if state.epochs_done > epochs:
+            raise ValueError(f"resume=True trains until epoch {epochs}, but the model has "
+                             f"already trained {state.epochs_done} epochs")
+    end = epochs if resume else first_epoch + epochs
+
+    def planned_lr(start_epoch: int, start_step: int) -> Any:
+        """The cosine this call decays ``lr`` along, from ``start_step`` to the end epoch."""
+        steps = (end - start_epoch) * steps_per_epoch
+        if steps < 1:
+            return opt.lr
+        return schedules.warmup_cosine_decay(peak_value=peak, warmup_steps=start_step,
+                                             decay_steps=start_step + steps,
+                                             init_value=peak)
+
+    tracker = _EarlyStopping(early, model) if early else None
+    if found:
+        def expect_lr(meta: dict[str, Any]) -> None:
+            nonlocal first_epoch, first_step
+            first_epoch, first_step = _call_start(meta)
+            if anneal:
+                opt.lr = planned_lr(first_epoch, first_step)
+
+        loaded = _load_checkpoint(checkpoint, model, opt, run, keys, epochs, steps_per_epoch,
+                                  expect_lr, tracker)
+        state = _State(opt, settings, peak, epochs_done=loaded[0], history=loaded[1])
+    elif anneal:
+        opt.lr = planned_lr(first_epoch, first_step)
+    state.first_epoch, state.first_step = first_epoch, first_step
+    model._training = state
     if comm is not None:
-        distributed.check_same(comm, {"the epoch to resume from": start}, "fit")
+        distributed.check_same(comm, {"the epoch to resume from": state.epochs_done}, "fit")
         comm.Bcast(model.params, root=0)
 
-    trainer = Trainer(model, opt, min(batch_size, x.shape[0]), comm)
-    steps = -(-x.shape[0] // trainer.work.rows)
-    for epoch in range(start, epochs):
-        with tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
+    trainer = Trainer(model, opt, rows, comm, l2=l2, label_smoothing=label_smoothing)
+    start = state.epochs_done
+    stopped = tracker is not None and tracker.exhausted(start)
+    for epoch in range(start, end if not stopped else start):
+        with tqdm(total=steps_per_epoch, desc=f"Epoch {epoch + 1}/{end}", unit="step",
                   disable=None if progress and rank == 0 else True, leave=True,
                   dynamic_ncols=True, bar_format=_BAR_FORMAT) as bar:
             logs = trainer.epoch(x, divisor, labels, epoch_order(seed, epoch, x.shape[0],
@@ -401,19 +544,157 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
                 logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
             bar.set_postfix({key.replace("accuracy", "acc"): f"{value:.4f}"
                              for key, value in logs.items()})
-        for key in keys:
-            history[key].append(logs[key])
         done = epoch + 1
+        _append(state.history, keys, logs, done)
+        state.epochs_done = done
+        if tracker is not None:
+            tracker.update(done, logs[monitor])
+            stopped = tracker.exhausted(done)
         if comm is not None:
             distributed.check_in_sync(model.params, comm)
-        if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+        last = done == end or stopped
+        if checkpoint is not None and (done % checkpoint_every == 0 or last):
             if rank == 0:  # with MPI, rank 0 alone writes the full (unsharded) state
-                _save_checkpoint(checkpoint, model, opt, run, history, done)
+                _save_checkpoint(checkpoint, model, opt, run, state, keys, tracker)
             elif isinstance(opt, distributed.ShardedOptimizer):
                 opt.state_dict()  # this rank's part of the gather to rank 0
         if callback is not None:
             callback(done, dict(logs))
+        if stopped:
+            break
+    if tracker is not None:
+        tracker.restore()
+    shown_from = 0 if found or resume else first_epoch
+    history = History({key: state.history[key][shown_from:] for key in keys})
+    history.epoch = list(range(shown_from + 1, state.epochs_done + 1))
+    history.best_epoch = None if tracker is None else tracker.best_epoch
+    history.stopped_early = bool(stopped)
     return history
+
+
+SCHEDULES = ("cosine", "constant")
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+
+
+class History(dict):
+    """What :func:`fit` returns: metric name -> one value per epoch, and which epochs.
+
+    Attributes
+    ----------
+    epoch : list of int
+        The numbers of the epochs in the lists (1-based, counted over all
+        calls of ``fit`` on the model).
+    best_epoch : int or None
+        With ``early_stopping``: the epoch whose weights the model kept.
+    stopped_early : bool
+        Whether early stopping ended training before ``epochs``.
+    """
+
+    epoch: list[int]
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+@dataclasses.dataclass
+class _State:
+    """What :func:`fit` keeps on the model between calls (``model._training``)."""
+
+    optimizer: Any
+    #: The named optimizer's arguments it was built from (None for an instance).
+    settings: Any
+    #: The peak of the cosine schedule, or the lr itself.
+    peak_lr: Any
+    epochs_done: int = 0
+    #: Every epoch's metrics since the model was built (a checkpoint holds them all).
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    #: Epoch and step count where the call whose schedule the optimizer holds began.
+    first_epoch: int = 0
+    first_step: int = 0
+
+
+class _EarlyStopping:
+    """Patience on one metric, and a copy of the best epoch's parameters."""
+
+    def __init__(self, settings: dict[str, Any], model: MLP):
+        self.patience, self.min_delta = settings["patience"], settings["min_delta"]
+        self.sign = 1.0 if settings["monitor"].endswith("loss") else -1.0
+        self.model = model
+        self.best_params = np.empty_like(model.params)
+        self.best_epoch: int | None = None
+        self.best = math.inf
+
+    def update(self, epoch: int, value: float) -> None:
+        if self.sign * value < self.best - self.min_delta:
+            self.best, self.best_epoch = self.sign * value, epoch
+            np.copyto(self.best_params, self.model.params)
+
+    def exhausted(self, epochs_done: int) -> bool:
+        return self.best_epoch is not None and epochs_done - self.best_epoch >= self.patience
+
+    def restore(self) -> None:
+        if self.best_epoch is not None:
+            np.copyto(self.model.params, self.best_params)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "best": self.best}
+
+
+def _settings(optimizer: Any, lr: Any, schedule: str, options: Any, shard: bool) -> tuple:
+    """What decides whether a named optimizer continues: its arguments, comparable."""
+    name = optimizer.lower() if isinstance(optimizer, str) else optimizer
+    try:
+        frozen = json.dumps(options, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        frozen = repr(options)
+    return name, lr, schedule if not callable(lr) else None, frozen, shard
+
+
+def _split(x: np.ndarray, divisor: np.generic, labels: np.ndarray,
+           fraction: float) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The first ``1 - fraction`` of the examples to train on, the rest to validate on."""
+    n = x.shape[0]
+    keep = int(n * (1.0 - fraction))
+    if keep < 1 or keep == n:
+        raise ValueError(f"validation_split={fraction} of {n} examples leaves "
+                         f"{keep} to train on and {n - keep} to validate on; both need one")
+    return x[:keep], labels[:keep], (x[keep:], divisor, labels[keep:])
+
+
+def _append(history: dict[str, list[float]], keys: list[str], logs: dict[str, float],
+            done: int) -> None:
+    """Record epoch ``done``'s metrics; a metric new to the history is NaN before it."""
+    for key in keys:
+        values = history.setdefault(key, [])
+        values.extend([math.nan] * (done - 1 - len(values)))
+        values.append(logs[key])
+
+
+def _call_start(meta: dict[str, Any]) -> tuple[int, int]:
+    """The epoch and step count at which the checkpointed call began (0, 0 if not recorded)."""
+    start = meta.get("call_start", [0, 0])
+    if (not isinstance(start, list) or len(start) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                       for v in start)):
+        raise ValueError(f"its 'call_start' entry is malformed: {str(start)[:100]}")
+    return start[0], start[1]
+
+
+def _cosine_spans(saved: Any, current: Any, steps_per_epoch: int) -> tuple[int, int] | None:
+    """Epochs two cosine schedules of :func:`fit` decay over, if they differ only in that."""
+    kind = "WarmupCosineDecay"
+    if not (isinstance(saved, dict) and isinstance(current, dict)
+            and saved.get("schedule") == current.get("schedule") == kind):
+        return None
+    same = {key for key in current if key != "decay_steps"}
+    if any(saved.get(key) != current[key] for key in same):
+        return None
+    spans = []
+    for lr in (saved, current):
+        steps = lr.get("decay_steps")
+        if not isinstance(steps, int):
+            return None
+        spans.append(round((steps - current["warmup_steps"]) / steps_per_epoch))
+    return spans[0], spans[1]
 
 
 def _check_savable_lr(opt: Optimizer) -> None:
@@ -434,24 +715,33 @@ def _fingerprint(x: np.ndarray, labels: np.ndarray) -> int:
 
 
 def _save_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
-                     history: dict[str, list[float]], epochs_done: int) -> None:
+                     state: _State, keys: list[str], tracker: _EarlyStopping | None) -> None:
     snapshot = opt.state_dict()  # a ShardedOptimizer gathers its slices here (collective)
     arrays = {"params": model.params}
     arrays.update({f"optimizer.{name}": value for name, value in snapshot.pop("state").items()})
-    arrays.update({f"history.{key}": np.array(values, np.float64)
-                   for key, values in history.items()})
+    arrays.update({f"history.{key}": np.array(state.history[key], np.float64)
+                   for key in keys})
     meta = {"format": _TRAINING_FORMAT, "model": model.config(), "optimizer": snapshot,
-            "run": run, "epochs_done": epochs_done, "history": list(history)}
+            "run": run, "epochs_done": state.epochs_done, "history": keys,
+            "call_start": [state.first_epoch, state.first_step]}
+    if tracker is not None:
+        meta["early_stopping"] = tracker.metadata()
+        arrays["best_params"] = tracker.best_params
     _checkpoint.save_npz(path, arrays, meta)
 
 
 def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: dict[str, Any],
-                     keys: list[str], epochs: int) -> tuple[int, dict[str, list[float]]]:
+                     keys: list[str], epochs: int, steps_per_epoch: int,
+                     expect_lr: Callable[[dict], None],
+                     tracker: _EarlyStopping | None) -> tuple[int, dict[str, list[float]]]:
     """Check the checkpoint against this run, then restore it; returns (epochs done, history).
 
     Everything the metadata says is checked before any array is read, and
     the arrays must then have exactly the shapes and dtypes this run needs,
     so a crafted file cannot make the resume allocate more than that.
+    ``expect_lr(meta)`` sets the learning rate this run expects (its cosine
+    schedule starts where the checkpointed call started) before the
+    optimizer's settings are compared.
     """
     source = os.fspath(path)
 
@@ -473,11 +763,11 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
                          f"{this_model}")
         saved_run = field(meta, "run", dict)
         for key, value in run.items():
-            if saved_run.get(key) != value:
+            if saved_run.get(key, _DEFAULT_RUN.get(key)) != value:
                 what = "training data" if key in ("n_examples", "data_crc32") else key
                 raise refuse(f"the {what} differs from the checkpointed run "
-                             f"({saved_run.get(key)!r} there, {value!r} here); resuming would "
-                             "not reproduce it")
+                             f"({saved_run.get(key, _DEFAULT_RUN.get(key))!r} there, "
+                             f"{value!r} here); resuming would not reproduce it")
         if meta.get("history") != keys:
             raise refuse(f"it records {meta.get('history')} per epoch, this run records "
                          f"{keys} (pass validation_data as in the original run)")
@@ -488,19 +778,39 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
             raise refuse(f"it already holds {epochs_done} epochs, more than epochs={epochs}")
         snapshot = field(meta, "optimizer", dict)
         local = opt.local if isinstance(opt, distributed.ShardedOptimizer) else opt
+        if snapshot.get("optimizer") != type(local).__name__:
+            raise refuse(f"it holds the state of a {str(snapshot.get('optimizer'))[:40]} "
+                         f"optimizer, this run uses {type(local).__name__}")
+        try:
+            expect_lr(meta)
+        except ValueError as exc:
+            raise refuse(str(exc)) from None
         current = json.loads(json.dumps(local.state_dict()["hyperparameters"]))
         saved = snapshot.get("hyperparameters", {})
         if not isinstance(saved, dict):
             raise refuse("its optimizer settings are malformed")
         changed = sorted(key for key in current if saved.get(key, current[key]) != current[key])
+        if changed == ["lr"] and _cosine_spans(saved["lr"], current["lr"], steps_per_epoch):
+            there, here = _cosine_spans(saved["lr"], current["lr"], steps_per_epoch)
+            raise refuse(f"the checkpointed run decays the learning rate over {there} "
+                         f"epochs, this one over {here}; resume with the epochs the run was "
+                         "started with (train further afterwards with another fit)")
         if changed:
             pairs = ", ".join(f"{key}={saved[key]!r} there, {current[key]!r} here"
                               for key in changed)
             raise refuse(f"the optimizer settings differ ({pairs})")
         vector = ((model.params.size,), model.dtype)
-        return {"params": vector,
-                **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
-                **{f"optimizer.{name}": vector for name in opt.state}}
+        specs = {"params": vector,
+                 **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
+                 **{f"optimizer.{name}": vector for name in opt.state}}
+        if tracker is not None:
+            saved_early = field(meta, "early_stopping", dict)
+            best_epoch, best = saved_early.get("best_epoch"), saved_early.get("best")
+            if not (isinstance(best_epoch, int) and 1 <= best_epoch <= epochs_done
+                    and isinstance(best, float)):
+                raise refuse(f"its early-stopping state is malformed: {str(saved_early)[:100]}")
+            specs["best_params"] = vector
+        return specs
 
     meta, arrays = _checkpoint.load_npz(path, kind=_TRAINING_FORMAT, expected=expect)
     epochs_done = meta["epochs_done"]
@@ -512,4 +822,13 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise refuse(str(exc)) from None
     model.params[...] = arrays["params"]
+    if tracker is not None:
+        tracker.best_epoch = meta["early_stopping"]["best_epoch"]
+        tracker.best = meta["early_stopping"]["best"]
+        np.copyto(tracker.best_params, arrays["best_params"])
     return epochs_done, history
+
+
+#: What a checkpoint written before a run setting existed implies for it.
+_DEFAULT_RUN = {"validation_split": 0.0, "l2": 0.0, "label_smoothing": 0.0,
+                "early_stopping": None}
