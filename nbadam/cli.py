@@ -57,6 +57,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(",") if part.strip())
@@ -70,7 +84,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 # argparse names a failed type by the function's __name__ in its message.
 _positive_int.__name__ = _nonnegative_int.__name__ = "integer"
-_positive_float.__name__ = "number"
+_positive_float.__name__ = _nonnegative_float.__name__ = _fraction.__name__ = "number"
 _widths.__name__ = "list of widths"
 
 
@@ -90,12 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--batch-size", type=_positive_int, default=128,
                        help="examples per step (default: 128)")
     mnist.add_argument("--lr", type=_positive_float, default=None,
-                       help="learning rate (default: the optimizer's, 1e-3 for adam)")
+                       help="learning rate, the peak of a cosine schedule (default: 3 times "
+                            "the optimizer's default with --schedule cosine, 3e-3 for adam; "
+                            "the optimizer's default with --schedule constant)")
     mnist.add_argument("--optimizer", choices=rules.names(), default="adam",
                        type=str.lower, help="update rule (default: adam)")
-    mnist.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                       help="learning rate over the run: constant, or cosine decay from "
-                            "--lr to 0 over all steps (default: constant)")
+    mnist.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                       help="learning rate over the run: cosine decay from --lr to 0 over "
+                            "all steps, or constant (default: cosine)")
+    mnist.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
+                       help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
+    mnist.add_argument("--validation-split", type=_fraction, default=None, metavar="F",
+                       help="hold out the last F of the training images as validation data "
+                            "(default: none, or 0.1 with --early-stopping); the test images "
+                            "are reported after every epoch either way")
+    mnist.add_argument("--early-stopping", type=_positive_int, default=None, metavar="N",
+                       help="stop when --monitor has not improved for N epochs and keep the "
+                            "best epoch's weights")
+    mnist.add_argument("--monitor", choices=("val_loss", "val_accuracy", "loss", "accuracy"),
+                       default="val_loss", help="what --early-stopping watches: the "
+                       "validation split's or the training data's loss or accuracy "
+                       "(default: val_loss)")
+    mnist.add_argument("--min-delta", type=_nonnegative_float, default=0.0, metavar="D",
+                       help="the smallest change of --monitor that counts as an improvement "
+                            "(default: 0)")
     mnist.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
                        help="hidden layer widths (default: 256,128)")
     mnist.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
@@ -210,7 +242,6 @@ def _check_plot_format(path: str) -> None:
 
 
 def _mnist(args: argparse.Namespace, run: _Run) -> int:
-    from . import rules, schedules
     from .datasets import load_mnist
     from .nn import MLP, plot_history
     from .nn.plotting import require_matplotlib
@@ -252,46 +283,66 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
     (x_train, y_train), (x_test, y_test) = load_mnist()
     if args.subset is not None:
         x_train, y_train = x_train[:args.subset], y_train[:args.subset]
-    lr = args.lr
-    if args.schedule == "cosine":
-        if lr is None:
-            lr = rules.get(args.optimizer).defaults["lr"]
-        steps = -(-len(x_train) // args.batch_size) * args.epochs
-        lr = schedules.warmup_cosine_decay(peak_value=lr, warmup_steps=0, decay_steps=steps)
+    split = args.validation_split
+    if split is None:
+        split = 0.1 if args.early_stopping and args.monitor.startswith("val_") else 0.0
+    # Without a split the test images are the validation data; with one they are
+    # evaluated after each epoch but never seen by early stopping.
+    validation = {"validation_split": split} if split else {
+        "validation_data": (x_test, y_test)}
     show_bar = not args.no_progress and sys.stderr.isatty()
     if lead:
-        print(f"training {model!r} on {len(x_train)} images: {args.optimizer} "
-              f"({args.schedule} lr), batch {args.batch_size}, {args.epochs} epochs{ranks}",
-              flush=True)
+        held_out = f", {split:g} held out for validation" if split else ""
+        stopping = (f", early stopping on {args.monitor} (patience {args.early_stopping})"
+                    if args.early_stopping else "")
+        print(f"training {model!r} on {len(x_train)} images{held_out}: {args.optimizer} "
+              f"({args.schedule} lr), batch {args.batch_size}, {args.epochs} epochs{stopping}"
+              f"{ranks}", flush=True)
     clock = {"start": time.perf_counter(), "epoch": time.perf_counter()}
+    tests: dict[str, list[float]] = {"test_loss": [], "test_accuracy": []}
 
     def report(epoch: int, logs: dict[str, Any]) -> None:
         # fit writes the checkpoint (every epoch, the default) before calling back.
         run.checkpoint_written = args.checkpoint is not None
+        if split:
+            scores = model.evaluate(x_test, y_test)
+            tests["test_loss"].append(scores["loss"])
+            tests["test_accuracy"].append(scores["accuracy"])
+            measured = (f", val loss {logs['val_loss']:.4f}, val accuracy "
+                        f"{logs['val_accuracy']:.4f}, test accuracy {scores['accuracy']:.4f}")
+        else:
+            measured = (f", test loss {logs['val_loss']:.4f}, "
+                        f"test accuracy {logs['val_accuracy']:.4f}")
         now = time.perf_counter()
         if not show_bar and lead:
             print(f"epoch {epoch}/{args.epochs}: loss {logs['loss']:.4f}, "
-                  f"accuracy {logs['accuracy']:.4f}, test loss {logs['val_loss']:.4f}, "
-                  f"test accuracy {logs['val_accuracy']:.4f} ({now - clock['epoch']:.1f} s)",
+                  f"accuracy {logs['accuracy']:.4f}{measured} ({now - clock['epoch']:.1f} s)",
                   flush=True)
         clock["epoch"] = now
 
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        optimizer=args.optimizer, lr=lr,
-                        validation_data=(x_test, y_test), seed=args.seed,
+                        optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
+                        label_smoothing=args.label_smoothing, early_stopping=args.early_stopping,
+                        monitor=args.monitor, min_delta=args.min_delta, seed=args.seed,
                         progress=not args.no_progress, callback=report,
                         checkpoint=args.checkpoint, resume=args.resume, comm=comm,
-                        shard_optimizer=args.shard_optimizer)
+                        shard_optimizer=args.shard_optimizer, **validation)
     elapsed = time.perf_counter() - clock["start"]
     if not lead:
         return 0
-    print(f"test accuracy: {history['val_accuracy'][-1]:.4f} "
-          f"(test loss {history['val_loss'][-1]:.4f}) after {len(history['loss'])} epochs "
-          f"in {elapsed:.1f} s")
+    final = model.evaluate(x_test, y_test)
+    kept = ""
+    if history.best_epoch is not None:
+        how = "stopped early" if history.stopped_early else "all epochs run"
+        kept = f" (kept epoch {history.best_epoch}, best {args.monitor}; {how})"
+    print(f"test accuracy: {final['accuracy']:.4f} (test loss {final['loss']:.4f}) after "
+          f"{history.epoch[-1] if history.epoch else 0} epochs{kept} in {elapsed:.1f} s")
     if args.save is not None:
         model.save(args.save)
         print(f"model saved to {args.save}")
     if args.plot is not None:
+        if split and len(tests["test_loss"]) == len(history["loss"]):
+            history.update(tests)
         plot_history(history, args.plot)
         print(f"curves saved to {args.plot}")
     return 0

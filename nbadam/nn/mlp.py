@@ -135,9 +135,13 @@ class MLP:
                 f"sizes={self.sizes} gives {total:,} {self.dtype.name} parameters; with their "
                 f"gradient that is {_in_bytes(2 * total * self.dtype.itemsize)}, more than "
                 f"can be allocated ({exc}); use narrower or fewer layers") from None
+        self._views()
+
+    def _views(self) -> None:
+        """``weights``, ``biases`` and their gradients as views into ``params`` and ``grad``."""
         params_views, grad_views = [], []
         start = 0
-        for shape in shapes:
+        for shape in _layer_shapes(self.sizes):
             stop = start + math.prod(shape)
             params_views.append(self.params[start:stop].reshape(shape))
             grad_views.append(self.grad[start:stop].reshape(shape))
@@ -158,6 +162,19 @@ class MLP:
             weight[...] = values
         for bias in self.biases:
             bias[...] = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The views and compiled kernels are rebuilt on unpickling: pickle would copy the
+        # views into arrays of their own, which training would then no longer update.
+        skip = {"weights", "biases", "weight_grads", "bias_grads", "_activate",
+                "_activation_backward"}
+        return {key: value for key, value in self.__dict__.items() if key not in skip}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._views()
+        self._activate = getattr(_fused, f"bias_{self.activation}")
+        self._activation_backward = getattr(_fused, f"{self.activation}_backward")
 
     # -- public properties ----------------------------------------------------
     @property

@@ -25,13 +25,16 @@ def require_matplotlib() -> None:
 
 
 def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike) -> None:
-    """Save loss and accuracy per epoch, training and validation, as an image.
+    """Save loss and accuracy per epoch, training, validation and test, as an image.
 
     Parameters
     ----------
     history : mapping
         What :meth:`nbadam.MLP.fit` returns: ``"loss"`` and ``"accuracy"``
-        lists, and optionally ``"val_loss"`` and ``"val_accuracy"``.
+        lists, and optionally ``"val_loss"``, ``"val_accuracy"``,
+        ``"test_loss"`` and ``"test_accuracy"``.  The epochs are numbered by
+        its ``epoch`` attribute when it has one, and its ``best_epoch`` (the
+        epoch early stopping kept) is marked.
     path : str or os.PathLike
         Image file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
 
@@ -53,14 +56,20 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    epochs = list(getattr(history, "epoch", None) or range(1, len(history["loss"]) + 1))
+    best = getattr(history, "best_epoch", None)
     # A bare Figure draws with the Agg canvas: no pyplot state, no GUI backend.
     figure = Figure(figsize=(10, 4), layout="constrained")
     for axes, metric, label in zip(figure.subplots(1, 2), ("loss", "accuracy"),
                                    ("cross-entropy loss", "accuracy"), strict=True):
-        for key, name in ((metric, "training"), (f"val_{metric}", "validation")):
+        for key, name in ((metric, "training"), (f"val_{metric}", "validation"),
+                          (f"test_{metric}", "test")):
             values = list(history.get(key, []))
             if values:
-                axes.plot(range(1, len(values) + 1), values, marker="o", label=name)
+                axes.plot(epochs[:len(values)], values, marker="o", label=name)
+        if best is not None:
+            axes.axvline(best, color="grey", linestyle="--", linewidth=1,
+                         label=f"kept (epoch {best})")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel(label)
