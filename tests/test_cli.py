@@ -65,7 +65,33 @@ def test_checkpoint_and_resume(tmp_path):
                                   MLP.load(tmp_path / "two.npz").params)
 
 
+def test_early_stopping_on_a_validation_split(tmp_path):
+    result = run(["mnist", "--subset", "1500", "--epochs", "6", "--no-progress", "--hidden",
+                  "16", "--early-stopping", "2", "--plot", "curves.png", "--save", "m.npz"],
+                 tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "on 1500 images, 0.1 held out for validation" in out
+    assert "early stopping on val_loss (patience 2)" in out
+    assert "val loss" in out and "val accuracy" in out and "test accuracy 0." in out
+    kept = int(out.split("(kept epoch ")[1].split(",")[0])
+    val_losses = [float(line.split("val loss ")[1].split(",")[0])
+                  for line in out.splitlines() if line.startswith("epoch ")]
+    assert kept == int(np.argmin(val_losses)) + 1
+    reported = float(out.split("test accuracy: ")[1].split()[0])
+    _, (x_test, y_test) = load_mnist()
+    model = MLP.load(tmp_path / "m.npz")
+    assert model.evaluate(x_test, y_test)["accuracy"] == pytest.approx(reported, abs=1e-4)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("args, message", [
+    (["mnist", "--validation-split", "1.5"], "--validation-split: must be a number in [0, 1)"),
+    (["mnist", "--early-stopping", "0"], "--early-stopping: must be >= 1"),
+    (["mnist", "--label-smoothing", "-0.1"], "--label-smoothing: must be a number in [0, 1)"),
+    (["mnist", "--min-delta", "-1"], "--min-delta: must be a finite number >= 0"),
+    (["mnist", "--monitor", "f1"], "invalid choice: 'f1'"),
+    (["mnist", "--schedule", "linear"], "invalid choice: 'linear'"),
     (["mnist", "--epochs", "x"], "--epochs: invalid integer value: 'x'"),
     (["mnist", "--epochs", "0"], "--epochs: must be >= 1"),
     (["mnist", "--lr", "-1"], "--lr: must be a finite number > 0"),
@@ -113,8 +139,9 @@ def test_help_lists_the_flags(tmp_path):
     result = run(["mnist", "--help"], tmp_path)
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--lr", "--optimizer", "--schedule", "--save",
-                 "--plot",
-                 "--seed", "--dtype", "--no-progress", "--subset", "--checkpoint", "--resume"):
+                 "--plot", "--seed", "--dtype", "--no-progress", "--subset", "--checkpoint",
+                 "--resume", "--early-stopping", "--validation-split", "--monitor",
+                 "--min-delta", "--label-smoothing"):
         assert flag in result.stdout
 
 
