@@ -60,9 +60,10 @@ def _nbadam_epochs(epochs: int) -> dict:
     model.fit(x[:WARMUP_STEPS * BATCH], y[:WARMUP_STEPS * BATCH], epochs=1, batch_size=BATCH,
               optimizer=opt, progress=False)
     times = []
-    for epoch in range(epochs):
+    for _ in range(epochs):
         start = time.perf_counter()
-        model.fit(x, y, epochs=1, batch_size=BATCH, optimizer=opt, seed=epoch, progress=False)
+        # Each call continues the model's training with opt: the next epoch's data order.
+        model.fit(x, y, epochs=1, batch_size=BATCH, optimizer=opt, progress=False)
         times.append(time.perf_counter() - start)
     assert np.isfinite(model.params).all()
     return {"times": times, "layer": numba.threading_layer(),
@@ -199,7 +200,7 @@ def _ops(repeat: int = 2000) -> dict:
             lambda: (np.multiply(delta, z0 > 0, out=delta), delta.sum(axis=0, out=bias_grad))),
         "softmax cross-entropy + grad (128x10)": (
             lambda: _fused.softmax_cross_entropy(logits, out_bias, labels, out_delta,
-                                                 out_grad, scale),
+                                                 out_grad, scale, scale, f32(0), 0.0),
             numpy_softmax),
     }
     result = {}
@@ -251,7 +252,7 @@ def _step_variants(steps: int = 200, rounds: int = 7) -> dict:
         np.multiply(delta, activation > 0, out=delta)
         delta.sum(axis=0, out=bias_grad)
 
-    def numpy_softmax(logits, bias, labels, delta, bias_grad, scale):
+    def numpy_softmax(logits, bias, labels, delta, bias_grad, scale, on, off, smoothing):
         np.add(logits, bias, out=logits)
         shifted = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(shifted)
