@@ -82,15 +82,19 @@ def load_state_dict(opt: Optimizer, snapshot: Any) -> None:
     arrays = _checked_state(snapshot.get("state", {}), opt)
     values = _checked_hyperparameters(opt, snapshot.get("hyperparameters", {}))
     overrides = _checked_groups(opt, snapshot.get("groups"))
-    step_count = _validate.integer("step_count", snapshot.get("step_count"), 0)
-    skipped = _validate.integer("skipped_steps", snapshot.get("skipped_steps", 0), 0)
+    step_count = _count(snapshot, "step_count", None)
+    skipped = _count(snapshot, "skipped_steps", 0)
+    first = _checked_running(snapshot.get("scalars", {}), opt.rule)
     per_group = snapshot.get("group_scalars", [snapshot.get("scalars", {})])
     if not isinstance(per_group, list) or len(per_group) != len(opt._groups):
-        raise ValueError(f"state_dict has scalar state for {len(per_group)} groups, "
+        count = len(per_group) if isinstance(per_group, list) else type(per_group).__name__
+        raise ValueError(f"state_dict has scalar state for {count} groups, "
                          f"expected {len(opt._groups)}")
     running = [_checked_running(row, opt.rule) for row in per_group]
-    ema_updates = (_validate.integer("ema_updates", snapshot.get("ema_updates", 0), 0)
-                   if opt._ema is not None else 0)
+    if running[0] != first:
+        raise ValueError("state_dict 'scalars' and the first of 'group_scalars' disagree: "
+                         f"{first} and {running[0]}")
+    ema_updates = _count(snapshot, "ema_updates", 0) if opt._ema is not None else 0
     # Everything is valid: now change the optimizer.
     opt._values.update(values)
     for group, own in zip(opt._groups, overrides, strict=True):
@@ -102,6 +106,13 @@ def load_state_dict(opt: Optimizer, snapshot: Any) -> None:
         _launch.copy_into(target, array, opt._device)
     opt.step_count, opt.skipped_steps = step_count, skipped
     opt._ema_updates = ema_updates
+
+
+def _count(snapshot: dict[str, Any], field: str, default: Any) -> int:
+    try:
+        return _validate.integer(field, snapshot.get(field, default), 0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"state_dict {field}: {exc}") from None
 
 
 def _check_options(opt: Optimizer, options: Any) -> None:
