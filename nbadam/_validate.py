@@ -79,6 +79,17 @@ def betas(value: Any) -> tuple[float, float]:
     return unit_interval("betas[0]", value[0]), unit_interval("betas[1]", value[1])
 
 
+def betas3(value: Any) -> tuple[float, float, float]:
+    """A triple ``(beta1, beta2, beta3)``, each in [0, 1), for a rule with three decay rates."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"betas must be a triple (beta1, beta2, beta3), got {value!r}")
+    if len(value) != 3:
+        raise ValueError(f"betas must be a triple (beta1, beta2, beta3), got {len(value)} "
+                         f"values: {value!r}")
+    return (unit_interval("betas[0]", value[0]), unit_interval("betas[1]", value[1]),
+            unit_interval("betas[2]", value[2]))
+
+
 def flag(name: str, value: Any) -> bool:
     """A bool (NumPy bools accepted)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -122,10 +133,14 @@ def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = INT64
 
 
 def learning_rate(value: Any) -> float | Callable[[int], float]:
-    """A positive number or a schedule (a callable ``step -> lr``)."""
+    """A finite number >= 0 or a schedule (a callable ``step -> lr``).
+
+    0 is allowed, as in torch: the step then does not move the parameters (for
+    a finite update) while the state still advances, as when a schedule returns 0.
+    """
     if callable(value):
         return value
-    return positive("lr", value)
+    return nonnegative("lr", value)
 
 
 def scheduled_lr(schedule: Callable[[int], float], count: int) -> float:

@@ -110,7 +110,7 @@ class Constant(Schedule):
     value: float
 
     def __post_init__(self):
-        _store(self, value=_validate.positive("value", self.value))
+        _store(self, value=_validate.nonnegative("value", self.value))
 
     def __call__(self, count: int) -> float:
         _count(count)
@@ -257,7 +257,7 @@ def constant(value: float) -> Constant:
     Parameters
     ----------
     value : float
-        The learning rate (> 0).
+        The learning rate (>= 0; 0 leaves the parameters unchanged, as torch allows).
 
     Returns
     -------

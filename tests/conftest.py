@@ -1,5 +1,6 @@
 """Shared fixtures: optimizer factories by name, used across the test modules."""
 
+import inspect
 import os
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 import nbadam
 
-# Scripts, not tests: the generators of the committed data (they need torch) and the
+# Scripts, not tests: the generators of the committed data (they need torch or optax) and the
 # programs that tests/test_distributed.py starts under mpiexec.
 collect_ignore_glob = ["data/*.py", "mpi/*.py"]
 
@@ -21,7 +22,29 @@ RULES = [
     ("radam", nbadam.RAdam, {}),
 ]
 RULE_IDS = [rule[0] for rule in RULES]
+#: The rules that follow optax (tests/test_beyond_rules.py).  They are kept out of RULES,
+#: whose tests give every rule torch's hyperparameters (eps, weight_decay) and compare it
+#: with torch's reference; the tests that suit any rule run over ALL_RULES.
+OPTAX_RULES = [
+    ("lion", nbadam.Lion, {}),
+    ("adabelief", nbadam.AdaBelief, {}),
+    ("adan", nbadam.Adan, {}),
+    ("yogi", nbadam.Yogi, {}),
+]
+OPTAX_RULE_IDS = [rule[0] for rule in OPTAX_RULES]
+ALL_RULES = RULES + OPTAX_RULES
+ALL_RULE_IDS = RULE_IDS + OPTAX_RULE_IDS
 DTYPES = [np.float32, np.float64]
+
+
+def accepted(cls, hyper):
+    """The entries of ``hyper`` that optimizer class ``cls`` takes.
+
+    Not every rule has every hyperparameter (Lion has no ``eps``, Yogi no
+    ``weight_decay``); a test written for all rules passes what applies.
+    """
+    parameters = inspect.signature(cls).parameters
+    return {name: value for name, value in hyper.items() if name in parameters}
 
 
 @pytest.fixture(params=RULES, ids=RULE_IDS)

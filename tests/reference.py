@@ -342,3 +342,205 @@ def relative_tolerance(config, steps):
     if config["dtype"] == "float64":
         return FLOAT64_RTOL + 0.0 * np.asarray(steps)
     return FLOAT32_ROUNDINGS_PER_STEP * np.asarray(steps) * FLOAT32_UNIT_ROUNDOFF
+
+
+# -- the rules that follow optax ------------------------------------------------------------
+#
+# Lion, AdaBelief, Adan and Yogi follow optax (``docs/rules/``), so their reference follows
+# optax's definitions and its order of operations, which differ from torch's in ways that
+# move the last bits:
+#
+# * a moving average is ``(1 − β)·x + β·m`` (optax's ``update_moment``), not a lerp;
+# * a moment is bias-corrected as ``m · (1 / (1 − β^t))``, the reciprocal formed in the
+#   array's dtype (``1 − β^t`` is a float64 host scalar cast first): optax writes
+#   ``m / (1 − β^t)``, and XLA turns the division of an array by a scalar into that product;
+# * the finished update ``u`` is scaled by ``−γ`` last: ``θ ← θ + (−γ)·u``;
+# * decoupled weight decay (Lion, Adan) is added to the update before that scaling:
+#   ``u ← u + λ·θ``, and skipped when λ is 0.
+#
+# ``maximize`` (nbadam's, not optax's) negates the gradient first, as for the other rules.
+
+OPTAX_RULES = ("lion", "adabelief", "adan", "yogi")
+GOLDEN_OPTAX_DIR = GOLDEN_DIR.parent / "goldens_optax"
+
+#: nbadam's defaults of each class, the keyword arguments of the reference.
+OPTAX_DEFAULTS = {
+    "Lion": {"rule": "lion", "lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0},
+    "AdaBelief": {"rule": "adabelief", "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-16,
+                  "eps_root": 1e-16},
+    "Adan": {"rule": "adan", "lr": 1e-3, "betas": (0.98, 0.92, 0.99), "eps": 1e-8,
+             "eps_root": 1e-8, "weight_decay": 0.0},
+    "Yogi": {"rule": "yogi", "lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-3,
+             "initial_accumulator": 1e-6},
+}
+
+#: The state arrays of each rule, by nbadam's names.
+OPTAX_STATE = {
+    "lion": ("exp_avg",),
+    "adabelief": ("exp_avg", "exp_avg_var"),
+    "adan": ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad"),
+    "yogi": ("exp_avg", "exp_avg_sq"),
+}
+
+
+class OptaxReference:
+    """One optimizer of the optax family over a flat float32 or float64 vector.
+
+    Parameters
+    ----------
+    rule : {"lion", "adabelief", "adan", "yogi"}
+        The update rule.
+    params : array_like, shape (n,)
+        Initial parameters; copied. float32 stays float32, anything else becomes float64.
+    lr : float
+        Learning rate γ.
+    betas : tuple of float
+        (β1, β2), or (β1, β2, β3) for Adan, as optax's ``b1, b2[, b3]``.
+    eps, eps_root : float
+        ε added to the square root and ε̄ added under it (AdaBelief: to the stored
+        variance; Adan: to the bias-corrected squared term).  Not Lion's; Yogi has no ε̄.
+    weight_decay : float
+        Decoupled decay λ of Lion and Adan.
+    initial_accumulator : float
+        Yogi's starting value of both moments.
+    maximize : bool
+        Ascend instead of descend (the gradient is negated first).
+
+    Attributes
+    ----------
+    params : ndarray
+        Current parameters.
+    step_count : int
+        Number of steps taken.
+    exp_avg, exp_avg_var, exp_avg_diff, exp_avg_sq, prev_grad : ndarray
+        The rule's state (see :data:`OPTAX_STATE`); the others are absent.
+    """
+
+    def __init__(self, rule, params, *, lr, betas, eps=0.0, eps_root=0.0, weight_decay=0.0,
+                 initial_accumulator=0.0, maximize=False):
+        if rule not in OPTAX_RULES:
+            raise ValueError(f"rule must be one of {OPTAX_RULES}, got {rule!r}")
+        if len(betas) != (3 if rule == "adan" else 2):
+            raise ValueError(f"{rule} takes {3 if rule == 'adan' else 2} betas, got {betas!r}")
+        params = np.asarray(params)
+        if params.dtype != np.float32:
+            params = params.astype(np.float64)
+        self.rule = rule
+        self.params = params.copy()
+        self.dtype = self.params.dtype
+        self.lr = float(lr)
+        self.betas = tuple(float(beta) for beta in betas)
+        self.eps = float(eps)
+        self.eps_root = float(eps_root)
+        self.weight_decay = float(weight_decay)
+        self.maximize = bool(maximize)
+        self.step_count = 0
+        start = float(initial_accumulator) if rule == "yogi" else 0.0
+        for name in OPTAX_STATE[rule]:
+            setattr(self, name, np.full_like(self.params, start))
+
+    def _scalar(self, value):
+        """Cast a host (float64) scalar to the array dtype."""
+        return self.dtype.type(value)
+
+    def _average(self, moment, x, beta):
+        """(1 − β)·x + β·m."""
+        s = self._scalar
+        return s(1 - beta) * x + s(beta) * moment
+
+    def _corrected(self, moment, beta):
+        """m · (1 / (1 − β^t)), the reciprocal in the array dtype."""
+        s = self._scalar
+        return moment * (s(1) / s(1 - beta ** float(self.step_count)))
+
+    def step(self, grad):
+        """Apply one update with gradient ``grad`` (shape (n,), cast to the params' dtype)."""
+        grad = np.asarray(grad, dtype=self.dtype)
+        if grad.shape != self.params.shape:
+            raise ValueError(f"grad has shape {grad.shape}, params have {self.params.shape}")
+        self.step_count += 1
+        if self.maximize:
+            grad = -grad
+        update = getattr(self, f"_update_{self.rule}")(grad)
+        if self.weight_decay != 0:
+            update = update + self._scalar(self.weight_decay) * self.params
+        self.params = self.params + self._scalar(-self.lr) * update
+
+    def _update_lion(self, grad):
+        beta1, beta2 = self.betas
+        update = np.sign(self._average(self.exp_avg, grad, beta1))
+        self.exp_avg = self._average(self.exp_avg, grad, beta2)
+        return update
+
+    def _update_adabelief(self, grad):
+        beta1, beta2 = self.betas
+        self.exp_avg = self._average(self.exp_avg, grad, beta1)
+        error = grad - self.exp_avg
+        self.exp_avg_var = (self._average(self.exp_avg_var, error * error, beta2)
+                            + self._scalar(self.eps_root))
+        denom = np.sqrt(self._corrected(self.exp_avg_var, beta2)) + self._scalar(self.eps)
+        return self._corrected(self.exp_avg, beta1) / denom
+
+    def _update_adan(self, grad):
+        s = self._scalar
+        beta1, beta2, beta3 = self.betas
+        diff = np.zeros_like(grad) if self.step_count == 1 else grad - self.prev_grad
+        self.exp_avg = self._average(self.exp_avg, grad, beta1)
+        self.exp_avg_diff = self._average(self.exp_avg_diff, diff, beta2)
+        corrected_grad = grad + s(1 - beta2) * diff
+        self.exp_avg_sq = self._average(self.exp_avg_sq, corrected_grad * corrected_grad, beta3)
+        self.prev_grad = grad.copy()
+        update = (self._corrected(self.exp_avg, beta1)
+                  + s(1 - beta2) * self._corrected(self.exp_avg_diff, beta2))
+        denom = np.sqrt(self._corrected(self.exp_avg_sq, beta3) + s(self.eps_root)) + s(self.eps)
+        return update / denom
+
+    def _update_yogi(self, grad):
+        s = self._scalar
+        beta1, beta2 = self.betas
+        self.exp_avg = self._average(self.exp_avg, grad, beta1)
+        squared = grad * grad
+        v = self.exp_avg_sq
+        self.exp_avg_sq = v - (s(1 - beta2) * np.sign(v - squared)) * squared
+        denom = np.sqrt(self._corrected(self.exp_avg_sq, beta2)) + s(self.eps)
+        return self._corrected(self.exp_avg, beta1) / denom
+
+
+def optax_reference_from_config(config, params):
+    """Build an :class:`OptaxReference` from an optax golden file's ``config``.
+
+    ``config["kwargs"]`` holds nbadam's keyword arguments for ``config["optimizer"]``
+    (absent ones take the class's defaults, :data:`OPTAX_DEFAULTS`).
+    """
+    name = config["optimizer"]
+    if name not in OPTAX_DEFAULTS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTAX_DEFAULTS)}, got {name!r}")
+    settings = dict(OPTAX_DEFAULTS[name])
+    unknown = sorted(set(config["kwargs"]) - (set(settings) - {"rule"}))
+    if unknown:
+        raise ValueError(f"unsupported {name} keywords {unknown}")
+    settings.update(config["kwargs"])
+    rule = settings.pop("rule")
+    return OptaxReference(rule, np.asarray(params, dtype=config["dtype"]), **settings)
+
+
+def optax_golden_cases():
+    """Sorted paths of the golden ``.npz`` files recorded from optax."""
+    return sorted(GOLDEN_OPTAX_DIR.glob("*.npz"))
+
+
+#: float64 trajectories agree with optax's to this many units of roundoff of the scale
+#: (``param_scale``); optax's order of operations is followed, so in practice exactly.
+FLOAT64_OPTAX_ROUNDINGS = 4
+FLOAT64_UNIT_ROUNDOFF = 2.0**-53
+
+
+def optax_relative_tolerance(config, steps):
+    """Allowed |difference| / scale against an optax golden after ``steps`` steps.
+
+    float64: a few roundings of the scale, at any step.  float32: the foundation's bound
+    (:func:`relative_tolerance`), 16 roundings per step.
+    """
+    if config["dtype"] == "float64":
+        return FLOAT64_OPTAX_ROUNDINGS * FLOAT64_UNIT_ROUNDOFF + 0.0 * np.asarray(steps)
+    return relative_tolerance(config, steps)

@@ -80,7 +80,7 @@ def nan_images(a):
 # (id, callable taking the arrays dict, exception type, fragment the message must contain)
 CASES = [
     # optimizers
-    ("Adam lr=0", lambda a: nbadam.Adam(a["x"], lr=0.0), ValueError, "lr"),
+    ("Adam lr<0", lambda a: nbadam.Adam(a["x"], lr=-1e-3), ValueError, "lr"),
     ("Adam lr=nan", lambda a: nbadam.Adam(a["x"], lr=float("nan")), ValueError, "lr"),
     ("AdamW beta1=1", lambda a: nbadam.AdamW(a["x"], betas=(1.0, 0.9)), ValueError, "betas"),
     ("NAdam beta2<0", lambda a: nbadam.NAdam(a["x"], betas=(0.9, -1e-3)), ValueError, "betas"),
@@ -111,7 +111,7 @@ CASES = [
     ("step big-endian grad", lambda a: nbadam.Adam(a["x"]).step(swapped(a["x"])), TypeError,
      ("grad", "byte order")),
     # schedules
-    ("constant 0", lambda a: schedules.constant(0.0), ValueError, "value"),
+    ("constant<0", lambda a: schedules.constant(-1e-3), ValueError, "value"),
     ("cosine warmup>decay", lambda a: schedules.warmup_cosine_decay(1.0, 10, 5), ValueError,
      "warmup_steps"),
     ("one_cycle pct_start", lambda a: schedules.one_cycle(1.0, 10, pct_start=0.0), ValueError,
@@ -133,8 +133,8 @@ CASES = [
     ("minimize maxiter<0", lambda a: nbadam.minimize(sphere, a["x"], jac=sphere_grad,
                                                      options={"maxiter": -1}),
      ValueError, "maxiter"),
-    ("minimize lr<=0", lambda a: nbadam.minimize(sphere, a["x"], jac=sphere_grad,
-                                                 options={"lr": 0.0}), ValueError, "lr"),
+    ("minimize lr<0", lambda a: nbadam.minimize(sphere, a["x"], jac=sphere_grad,
+                                                options={"lr": -0.1}), ValueError, "lr"),
     ("minimize non-scalar fun", lambda a: nbadam.minimize(lambda x: x, a["x"], jac=sphere_grad),
      ValueError, "fun"),
     ("minimize jac length", lambda a: nbadam.minimize(sphere, a["x"], jac=lambda x: x[:2]),

@@ -30,7 +30,7 @@ import sys
 import numba
 import numpy as np
 import pytest
-from conftest import DTYPES, RULE_IDS, RULES
+from conftest import ALL_RULE_IDS, ALL_RULES, DTYPES, OPTAX_RULE_IDS, accepted
 from reference import FLOAT32_ROUNDINGS_PER_STEP, FLOAT32_UNIT_ROUNDOFF
 
 import nbadam
@@ -126,7 +126,7 @@ def test_import_does_not_need_cuda():
 
 
 @pytest.mark.skipif(CUDA_USABLE, reason="a CUDA GPU (or the simulator) is available")
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_cuda_without_a_gpu_is_a_clear_error(rule):
     _, cls, kwargs = rule
     params = np.zeros(3)
@@ -260,25 +260,28 @@ def test_signatures_are_explicit_and_match_the_update(update):
 @needs_cuda
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_matches_cpu_kernels(rule, dtype, size):
     """Eight steps: RAdam's first rectified step (t = 6) is among them."""
     _, cls, kwargs = rule
-    cpu, gpu = run_pair(cls, {"lr": 1e-2, "weight_decay": 0.1, **kwargs}, dtype, size, 8,
-                        seed=size)
+    cpu, gpu = run_pair(cls, {**accepted(cls, {"lr": 1e-2, "weight_decay": 0.1}), **kwargs},
+                        dtype, size, 8, seed=size)
     assert_same_trajectory(cpu, gpu, dtype, 8)
 
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_matches_cpu_kernels_other_hyperparameters(rule, dtype):
     """maximize, decoupled decay where the rule has it, other betas, eps, a schedule."""
     _, cls, kwargs = rule
-    hyper = {"lr": nbadam.schedules.warmup_cosine_decay(3e-2, 2, 10), "betas": (0.8, 0.99),
-             "eps": 1e-6, "weight_decay": 0.05, "maximize": True, **kwargs}
+    betas = (0.8, 0.99, 0.9) if cls is nbadam.Adan else (0.8, 0.99)
+    hyper = {"lr": nbadam.schedules.warmup_cosine_decay(3e-2, 2, 10), "betas": betas,
+             "eps": 1e-6, "eps_root": 1e-10, "weight_decay": 0.05, "initial_accumulator": 0.1,
+             "maximize": True}
     if cls in (nbadam.Adam, nbadam.NAdam, nbadam.RAdam):
         hyper["decoupled_weight_decay"] = True
+    hyper = {**accepted(cls, hyper), **kwargs}
     cpu, gpu = run_pair(cls, hyper, dtype, 33, 10, seed=1, device_grad=False)
     assert_same_trajectory(cpu, gpu, dtype, 10)
 
@@ -286,7 +289,7 @@ def test_matches_cpu_kernels_other_hyperparameters(rule, dtype):
 @needs_cuda
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NumPy scalars
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_overflowed_and_extreme_values_match_cpu_kernels(rule, dtype):
     """Infinite and huge parameters, zeros, tiny gradients: the same NaN/inf pattern as
     the CPU (no ``0 * inf`` NaN from an unused L2 term) and the same finite values."""
@@ -295,7 +298,7 @@ def test_overflowed_and_extreme_values_match_cpu_kernels(rule, dtype):
     start = np.array([np.inf, -np.inf, big, -big, 0.0, 1.0, np.finfo(dtype).tiny], dtype=dtype)
     grads = np.array([[1.0, -1.0, big, 1e-30, 0.0, -2.0, 1.0],
                       [0.5, 0.5, -big, 0.0, 1e-30, 3.0, -1.0]], dtype=dtype)
-    for hyper in ({"lr": 1e-2}, {"lr": 1e-2, "weight_decay": 0.1}):
+    for hyper in ({"lr": 1e-2}, accepted(cls, {"lr": 1e-2, "weight_decay": 0.1})):
         with np.errstate(all="ignore"):
             cpu = cls(start.copy(), **hyper, **kwargs)
             gpu = cls(start.copy(), device="cuda", **hyper, **kwargs)
@@ -488,7 +491,7 @@ def test_first_nonfinite_finds_the_smallest_index_across_blocks():
 
 
 @needs_cuda
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_nonfinite_skip_and_raise_leave_everything_untouched(rule):
     _, cls, kwargs = rule
     bad = np.ones(40)
@@ -522,7 +525,7 @@ def test_nonfinite_propagate_flows_into_the_state():
 # -- checkpoints move between CPU and GPU -----------------------------------------------
 @needs_cuda
 @pytest.mark.parametrize("direction", ["cpu_to_cuda", "cuda_to_cpu"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_checkpoint_resumes_on_the_other_device(rule, direction, monkeypatch, tmp_path):
     """50 steps on one device, save, load on the other, 50 more == 100 steps on the CPU."""
     monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 8)
@@ -692,3 +695,28 @@ def test_a_rule_registered_in_a_test_runs_on_the_gpu(dtype):
         assert_matches_cpu(on_gpu.x, on_cpu.x, dtype, 20, "minimize")
     finally:
         nbadam.rules.unregister("toy")
+
+
+# -- the rules that follow optax as device minimize methods -------------------------------
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("method", OPTAX_RULE_IDS)
+def test_optax_rules_as_device_minimize_methods(method, dtype):
+    """``tests/test_minimize_cuda.py`` runs torch's rules as device methods; these are
+    the others, with their own options (Adan's three betas, Yogi's accumulator)."""
+    def fun(x):
+        return float(np.sum((host(x).astype(np.float64) - 0.5) ** 2))
+
+    def jac(x):
+        return to_device(2.0 * (host(x) - 0.5))
+
+    options = {"lr": 0.05, "maxiter": 20, "gtol": 0, "ftol": 0,
+               **{"adan": {"betas": (0.9, 0.9, 0.95)},
+                  "yogi": {"initial_accumulator": 0.1}}.get(method, {})}
+    start = np.linspace(-1.0, 1.0, 9).astype(dtype)
+    on_gpu = nbadam.minimize(fun, start, jac=jac, method=method,
+                             options={**options, "device": "cuda"})
+    on_cpu = nbadam.minimize(fun, start, jac=lambda x: 2.0 * (x - 0.5), method=method,
+                             options=options)
+    assert on_gpu.nit == on_cpu.nit == 20 and on_gpu.x.dtype == dtype
+    assert_matches_cpu(on_gpu.x, on_cpu.x, dtype, 20, "minimize")

@@ -1,13 +1,15 @@
 """Bad input to the optimizers: a clear error naming the parameter, and nothing mutated."""
 
+import inspect
+
 import numpy as np
 import pytest
-from conftest import RULE_IDS, RULES
+from conftest import ALL_RULE_IDS, ALL_RULES
 
 import nbadam
 
 BAD_HYPERPARAMETERS = [
-    ("lr", 0.0, ValueError), ("lr", -1e-3, ValueError), ("lr", float("nan"), ValueError),
+    ("lr", -1e-3, ValueError), ("lr", -1e-300, ValueError), ("lr", float("nan"), ValueError),
     ("lr", float("inf"), ValueError), ("lr", "0.1", TypeError),
     ("betas", (1.0, 0.999), ValueError), ("betas", (0.9, -0.1), ValueError),
     ("betas", (0.9,), ValueError), ("betas", 0.9, TypeError), ("betas", (0.9, float("nan")),
@@ -17,9 +19,13 @@ BAD_HYPERPARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize("name,value,error", BAD_HYPERPARAMETERS,
-                         ids=[f"{n}={v!r}" for n, v, _ in BAD_HYPERPARAMETERS])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+#: Every rule with every bad value of a hyperparameter it has (Lion has no eps, ...).
+BAD_BY_RULE = [pytest.param(rule, name, value, error, id=f"{rule[0]}-{name}={value!r}")
+               for rule in ALL_RULES for name, value, error in BAD_HYPERPARAMETERS
+               if name in inspect.signature(rule[1]).parameters]
+
+
+@pytest.mark.parametrize("rule,name,value,error", BAD_BY_RULE)
 def test_bad_hyperparameter_is_refused_by_name(rule, name, value, error):
     _, cls, kwargs = rule
     params = np.arange(4.0)
@@ -36,6 +42,39 @@ def test_bad_assignment_keeps_the_old_value(name, value, error):
     with pytest.raises(error, match=name.split("[")[0]):
         setattr(opt, name, value)
     assert getattr(opt, name) == old
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
+def test_lr_zero_is_accepted_and_takes_no_step(rule):
+    """lr = 0, as torch accepts it: at construction, by assignment, as schedules.constant(0).
+
+    The parameters do not move; the state and the step count still advance.
+    """
+    _, cls, kwargs = rule
+    rng = np.random.default_rng(4)
+    start = rng.standard_normal(9)
+    grad = rng.standard_normal(9)
+    for lr in (0.0, nbadam.schedules.constant(0.0)):
+        params = start.copy()
+        opt = cls(params, lr=lr, **kwargs)
+        assert opt.step(grad) and opt.last_lr == 0.0 and opt.step_count == 1
+        np.testing.assert_array_equal(params, start)
+        assert any(not np.array_equal(value, cls(start.copy(), **kwargs).state[name])
+                   for name, value in opt.state.items())
+    opt = cls(start.copy(), lr=0.1, **kwargs)
+    opt.lr = 0.0
+    assert opt.lr == 0.0 and opt.current_lr() == 0.0
+    for bad in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr"):
+            opt.lr = bad
+    assert opt.lr == 0.0
+
+
+def test_lr_zero_in_minimize_keeps_x0():
+    res = nbadam.minimize(lambda x: float(x @ x), np.array([1.0, -2.0]),
+                          jac=lambda x: 2.0 * x, options={"lr": 0.0, "maxiter": 5})
+    np.testing.assert_array_equal(res.x, [1.0, -2.0])
+    assert res.nit == 5
 
 
 def test_momentum_decay_is_checked():
@@ -55,7 +94,7 @@ BAD_PARAMS = [
 
 @pytest.mark.parametrize("params,error,fragment", BAD_PARAMS,
                          ids=["list", "int", "float16", "complex", "2d", "strided"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_bad_params_are_refused(rule, params, error, fragment):
     _, cls, kwargs = rule
     snapshot = np.array(params, copy=True)
@@ -83,7 +122,7 @@ BAD_GRADS = [
 
 @pytest.mark.parametrize("grad,error,fragment", BAD_GRADS,
                          ids=["length", "dtype", "2d", "strided", "list"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_bad_gradient_is_refused_and_nothing_changes(rule, grad, error, fragment):
     _, cls, kwargs = rule
     params = np.linspace(0.0, 1.0, 4)

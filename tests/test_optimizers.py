@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import DTYPES, RULE_IDS, RULES
+from conftest import ALL_RULE_IDS, ALL_RULES, DTYPES, RULE_IDS, RULES, accepted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import (
@@ -163,7 +163,7 @@ def test_property_matches_reference(rule, dtype, size, lr, beta1, beta2, eps, we
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_serial_and_parallel_paths_agree_bit_for_bit(rule, dtype, monkeypatch):
     _, cls, kwargs = rule
     rng = np.random.default_rng(7)
@@ -173,7 +173,7 @@ def test_serial_and_parallel_paths_agree_bit_for_bit(rule, dtype, monkeypatch):
     for threshold in (10**9, 0):
         monkeypatch.setattr(_config, "PARALLEL_MIN_SIZE", threshold)
         params = start.copy()
-        opt = cls(params, lr=1e-2, weight_decay=0.1, **kwargs)
+        opt = cls(params, **accepted(cls, {"lr": 1e-2, "weight_decay": 0.1}), **kwargs)
         for grad in grads:
             opt.step(grad)
         results.append((params, opt.state))
@@ -185,7 +185,7 @@ def test_serial_and_parallel_paths_agree_bit_for_bit(rule, dtype, monkeypatch):
 
 @pytest.mark.parametrize("lr", [1e-2, nbadam.schedules.warmup_cosine_decay(1e-2, 20, 200)],
                          ids=["constant", "schedule"])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_resume_from_checkpoint_is_bit_for_bit(rule, lr, tmp_path):
     _, cls, kwargs = rule
     rng = np.random.default_rng(3)
@@ -240,7 +240,7 @@ def test_schedule_is_called_with_updates_done():
 
 @pytest.mark.parametrize("policy", ["skip", "raise"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("rule", RULES, ids=RULE_IDS)
+@pytest.mark.parametrize("rule", ALL_RULES, ids=ALL_RULE_IDS)
 def test_nonfinite_gradient_leaves_everything_untouched(rule, policy, bad):
     _, cls, kwargs = rule
     params = np.linspace(-1.0, 1.0, 50)
@@ -281,7 +281,7 @@ def kernel_ir(rule_id, dtype, parallel, monkeypatch):
     from nbadam import _launch
     from nbadam._kernels import cpu
     params = np.ones(8, dtype=dtype)
-    cls, kwargs = {r[0]: (r[1], r[2]) for r in RULES}[rule_id]
+    cls, kwargs = {r[0]: (r[1], r[2]) for r in ALL_RULES}[rule_id]
     opt = cls(params, **kwargs)
     captured = {}
 
@@ -299,7 +299,7 @@ def kernel_ir(rule_id, dtype, parallel, monkeypatch):
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-@pytest.mark.parametrize("rule_id", RULE_IDS)
+@pytest.mark.parametrize("rule_id", ALL_RULE_IDS)
 def test_float32_kernels_do_no_float64_arithmetic(rule_id, parallel, monkeypatch):
     """The float32 machine code neither widens to double nor computes in it."""
     ir = kernel_ir(rule_id, np.float32, parallel, monkeypatch)

@@ -1,4 +1,5 @@
-"""The NumPy reference reproduces the golden trajectories recorded from ``torch.optim``.
+"""The NumPy reference reproduces the golden trajectories recorded from ``torch.optim``
+(and, for the rules that follow optax, those recorded from optax: the end of this file).
 
 Tolerances
 ----------
@@ -50,8 +51,13 @@ import numpy as np
 import pytest
 from reference import (
     FLOAT32_UNIT_ROUNDOFF,
+    OPTAX_DEFAULTS,
+    OPTAX_STATE,
     golden_cases,
     load_golden,
+    optax_golden_cases,
+    optax_reference_from_config,
+    optax_relative_tolerance,
     param_scale,
     reference_from_config,
     relative_tolerance,
@@ -164,3 +170,79 @@ def test_final_state_matches_torch(path):
                 rel=config["steps"] * FLOAT32_UNIT_ROUNDOFF,
                 abs=float32_tiny,
             )
+
+
+# -- the rules that follow optax ---------------------------------------------------------------
+# The goldens of tests/data/goldens_optax were recorded from optax (JAX's 64-bit mode on, the
+# update op by op; see tests/data/make_goldens_optax.py).  The reference follows optax's order
+# of operations, so float64 agrees to a few roundings of the scale (in practice exactly) and
+# float32 within the bound above.
+
+OPTAX_OPTIMIZERS = ("Lion", "AdaBelief", "Adan", "Yogi")
+OPTAX_CASES = optax_golden_cases()
+
+
+@functools.cache
+def replay_optax(path):
+    config, arrays = load_golden(path)
+    optimizer = optax_reference_from_config(config, arrays["params0"])
+    trajectory = np.empty_like(arrays["params"])
+    for t, grad in enumerate(arrays["grads"]):
+        optimizer.step(grad)
+        trajectory[t] = optimizer.params
+    return config, arrays, optimizer, trajectory
+
+
+def test_optax_goldens_cover_every_rule_in_both_dtypes_with_default_and_other_settings():
+    seen = {}
+    for path in OPTAX_CASES:
+        config, arrays = load_golden(path)
+        assert path.stem.endswith("_" + config["dtype"])
+        assert config["steps"] >= 150 and config["jax_enable_x64"] and not config["jit"]
+        seen.setdefault((config["optimizer"], config["dtype"]), set()).add(
+            bool(config["kwargs"]))
+    assert seen == {(name, dtype): {False, True} for name in OPTAX_OPTIMIZERS
+                    for dtype in ("float32", "float64")}
+
+
+@pytest.mark.parametrize("path", OPTAX_CASES, ids=case_id)
+def test_optax_golden_file_layout(path):
+    config, arrays = load_golden(path)
+    steps = config["steps"]
+    n = arrays["params0"].shape[0]
+    assert arrays["grads"].shape == arrays["params"].shape == (steps, n)
+    rule = OPTAX_DEFAULTS[config["optimizer"]]["rule"]
+    assert set(arrays) == {"params0", "grads", "params", "step", *OPTAX_STATE[rule]}
+    for name in ("params0", "grads", "params", *OPTAX_STATE[rule]):
+        assert arrays[name].dtype == config["dtype"], name
+    assert arrays["step"].dtype == np.float64 and arrays["step"] == steps
+    assert np.all(np.isfinite(arrays["params"]))
+    # The gradients depend on the parameters, and some entries are exact zeros.
+    assert np.any(arrays["grads"] == 0.0) and np.all(np.isfinite(arrays["grads"]))
+
+
+@pytest.mark.parametrize("path", OPTAX_CASES, ids=case_id)
+def test_trajectory_matches_optax(path):
+    config, arrays, optimizer, trajectory = replay_optax(path)
+    assert trajectory.dtype == optimizer.params.dtype == np.dtype(config["dtype"])
+    steps = np.arange(1, config["steps"] + 1)[:, None]
+    error = np.abs(trajectory.astype(np.float64) - arrays["params"])
+    allowed = optax_relative_tolerance(config, steps) * param_scale(arrays)
+    worst = np.unravel_index(np.argmax(error - allowed), error.shape)
+    assert np.all(error <= allowed), (
+        f"step {worst[0] + 1}, element {worst[1]}: |difference| {error[worst]:.3e} "
+        f"> allowed {allowed[worst]:.3e}"
+    )
+
+
+@pytest.mark.parametrize("path", OPTAX_CASES, ids=case_id)
+def test_final_state_matches_optax(path):
+    config, arrays, optimizer, _ = replay_optax(path)
+    assert optimizer.step_count == arrays["step"] == config["steps"]
+    rtol = optax_relative_tolerance(config, config["steps"])
+    for name in OPTAX_STATE[optimizer.rule]:
+        ours = getattr(optimizer, name)
+        assert ours.dtype == arrays[name].dtype, name
+        scale = np.abs(arrays[name]).max() + np.finfo(arrays[name].dtype).tiny
+        error = np.abs(ours.astype(np.float64) - arrays[name])
+        assert np.all(error <= rtol * scale), name

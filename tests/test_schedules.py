@@ -13,6 +13,30 @@ def test_constant():
     assert schedules.constant(0.1)(0) == schedules.constant(0.1)(10**6) == 0.1
 
 
+def test_constant_zero_is_allowed_negative_and_nonfinite_are_not():
+    """lr = 0 is a valid rate (torch accepts it); a schedule may hold or return it."""
+    zero = schedules.constant(0.0)
+    assert zero(0) == zero(10**6) == 0.0
+    assert schedules.from_dict(zero.to_dict()) == zero
+    for bad in (-1e-3, -1e-300, math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="value"):
+            schedules.constant(bad)
+
+
+def test_an_optimizer_follows_a_schedule_through_zero():
+    """A schedule that returns 0 (a warm-up from 0) takes no step there, but counts it."""
+    x = np.ones(3)
+    opt = nbadam.Adam(x, lr=schedules.warmup_cosine_decay(0.1, warmup_steps=2, decay_steps=4))
+    assert opt.step(np.ones(3)) and opt.last_lr == 0.0
+    np.testing.assert_array_equal(x, np.ones(3))
+    assert opt.step_count == 1 and opt.exp_avg.any()
+    opt.step(np.ones(3))
+    assert opt.last_lr == 0.05 and np.all(x < 1.0)
+    for _ in range(3):
+        opt.step(np.ones(3))          # counts 2 (the peak) and 3, then 4: the end value, 0
+    assert opt.last_lr == 0.0
+
+
 def test_exponential_decay_smooth_staircase_and_floor():
     smooth = schedules.exponential_decay(1.0, 0.5, transition_steps=10)
     assert smooth(0) == 1.0 and smooth(10) == 0.5 and smooth(5) == pytest.approx(0.5 ** 0.5)
@@ -58,7 +82,7 @@ def test_round_trip_through_dict(sched):
 
 
 @pytest.mark.parametrize("factory,kwargs,name", [
-    (schedules.constant, {"value": 0.0}, "value"),
+    (schedules.constant, {"value": -0.5}, "value"),
     (schedules.exponential_decay, {"init_value": 1.0, "decay_rate": -0.5}, "decay_rate"),
     (schedules.exponential_decay, {"init_value": 1.0, "decay_rate": 0.5,
                                    "transition_steps": 0}, "transition_steps"),

@@ -11,9 +11,10 @@ makes a class for any registered rule.
 
 from __future__ import annotations
 
-from . import _base, _torch
+from . import _base, _beyond, _torch
 from ._base import *  # noqa: F403
+from ._beyond import *  # noqa: F403
 from ._groups import ParamGroup
 from ._torch import *  # noqa: F403
 
-__all__ = [*_base.__all__, "ParamGroup", *_torch.__all__]
+__all__ = [*_base.__all__, "ParamGroup", *_torch.__all__, *_beyond.__all__]

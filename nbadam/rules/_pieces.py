@@ -73,3 +73,49 @@ def nan_max(a, b):
         return b
     return a
 
+
+
+# -- optax's order (the rules that follow optax) ------------------------------------------
+# optax writes a moving average as ``(1 - decay) * x + decay * m`` (``update_moment``),
+# divides a moment by its bias correction through the reciprocal (XLA turns the division
+# of a vector by a scalar into a multiplication by ``1 / scalar``, in the vector's dtype)
+# and scales the finished update by ``-lr`` last.
+@piece
+def maximize_sign(h):
+    """The multiplier of the raw gradient: -1 for ``maximize``, else 1.
+
+    It is the scalar named ``grad_sign``, into which gradient clipping folds
+    its coefficient, so it must multiply the gradient before anything else.
+    """
+    return -1.0 if h.maximize else 1.0
+
+
+@piece
+def bias_correction(beta, t):
+    """``1 - beta**t``, with ``t`` a float (``pow``, as :func:`bias_corrections`)."""
+    return 1.0 - beta ** float(t)
+
+
+@piece
+def moving_average(m, x, decay, one_minus_decay):
+    """optax's ``update_moment``: ``(1 - decay) * x + decay * m``."""
+    return one_minus_decay * x + decay * m
+
+
+@piece
+def bias_corrected(m, bc, one):
+    """``m`` divided by the bias correction ``bc`` as optax computes it: ``m * (1 / bc)``.
+
+    ``one / bc`` does not depend on the element; LLVM hoists it out of the loop.
+    """
+    return m * (one / bc)
+
+
+@piece
+def sign(x, zero, one):
+    """``jnp.sign``: ``one`` with the sign of ``x``, and ``x`` itself when it is 0 or NaN."""
+    if x > zero:
+        return one
+    if x < zero:
+        return -one
+    return x
