@@ -454,6 +454,28 @@ def test_an_interrupted_early_stopped_run_resumes_bit_for_bit(tmp_path):
         path.unlink()
 
 
+@pytest.mark.parametrize("state", [{"best_epoch": 99, "best": 0.5}, {"best_epoch": 1},
+                                   "best", {"best_epoch": True, "best": 0.5}])
+def test_resume_refuses_a_malformed_early_stopping_state(tmp_path, state):
+    x, y = tiny_data(n=40)
+    path = tmp_path / "run.npz"
+    kwargs = {"epochs": 3, "batch_size": 10, "validation_split": 0.25, "early_stopping": 5,
+              "progress": False, "checkpoint": path}
+    with pytest.raises(KeyboardInterrupt):
+        MLP(TINY).fit(x, y, callback=stop_after(2), **kwargs)
+    meta, arrays = nbadam.checkpoint.load_npz(path, kind="mlp-training",
+                                              keys=set(np.load(path).files) - {"__meta__"})
+    nbadam.checkpoint.save_npz(path, arrays, {**meta, "early_stopping": state})
+    saved = path.read_bytes()
+    model = MLP(TINY)
+    params = model.params.copy()
+    with pytest.raises(ValueError, match="run.npz: (its early-stopping state is malformed|"
+                                         "its 'early_stopping' entry is malformed)"):
+        model.fit(x, y, resume=True, **kwargs)
+    np.testing.assert_array_equal(model.params, params)
+    assert path.read_bytes() == saved and model.epochs_trained == 0
+
+
 # -- loss terms ----------------------------------------------------------------------------
 def test_label_smoothing_and_l2_match_the_reference():
     model = MLP(TINY, dtype=np.float64, seed=2)

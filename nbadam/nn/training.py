@@ -821,8 +821,9 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
         if tracker is not None:
             saved_early = field(meta, "early_stopping", dict)
             best_epoch, best = saved_early.get("best_epoch"), saved_early.get("best")
-            if not (isinstance(best_epoch, int) and 1 <= best_epoch <= epochs_done
-                    and isinstance(best, float)):
+            counted = (isinstance(best_epoch, int) and not isinstance(best_epoch, bool)
+                       and 1 <= best_epoch <= epochs_done)
+            if not (isinstance(best, float) and (counted or best_epoch is None)):
                 raise refuse(f"its early-stopping state is malformed: {str(saved_early)[:100]}")
             specs["best_params"] = vector
         return specs
