@@ -71,6 +71,8 @@ def step_bytes(rule: str, dtype, n: int = 1) -> int:
     28
     >>> step_bytes("amsgrad", np.float32)
     36
+    >>> [step_bytes(rule, np.float32) for rule in ("lion", "adabelief", "adan", "yogi")]
+    [20, 28, 44, 28]
     """
     return update_bytes(rule_update(rule), dtype, n)
 
@@ -79,13 +81,13 @@ def step_scalars(optimizer: Any, t: int | None = None) -> tuple:
     """The scalars ``optimizer.step`` hands its kernel at step ``t`` (default: the next).
 
     Computed as ``step`` computes them, in the parameters' dtype, on a copy
-    of the running scalar state (which NAdam's scalars update in place).
+    of the first group's running scalar state (which NAdam's scalars update
+    in place).
     """
     t = optimizer.step_count + 1 if t is None else t
-    update, values = optimizer._update, optimizer._values
-    hyper = optimizer.rule.hyper(values, values["maximize"])
-    return optimizer._in_dtype(update.scalars(hyper, optimizer._running.copy(),
-                                              optimizer.current_lr(), t))
+    group = optimizer.groups[0]      # the whole vector, for an optimizer without groups
+    return optimizer._in_dtype(optimizer._update.scalars(group.hyper(), group.running.copy(),
+                                                         optimizer.current_lr(), t))
 
 
 def cuda_available() -> bool:
@@ -328,6 +330,18 @@ def cpu_peers(n: int, dtype=np.float32, torch: bool = True) -> list[Peer]:
         peers += [TorchAdam(n, dtype, "fused"), TorchAdam(n, dtype, "foreach")]
     peers.append(Roofline(n, dtype))
     return peers
+
+
+def rule_peers(n: int, dtype=np.float32, rule: str = "adam", device: str = "cpu") -> list[Peer]:
+    """``rule``'s public step (named after the rule) and the yardstick of its device.
+
+    The yardstick is the roofline kernel on the CPU, a device-to-device copy
+    on the GPU; both move Adam's bytes, so a rule's share of the memory
+    bandwidth is its bytes (:func:`step_bytes`) over its time against theirs.
+    """
+    step = NbadamStep(n, dtype, rule=rule, device=device)
+    step.name = rule
+    return [step, Roofline(n, dtype) if device == "cpu" else DeviceCopy(n, dtype)]
 
 
 def gpu_peers(n: int, dtype=np.float32, torch: bool = True) -> list[Peer]:

@@ -14,6 +14,13 @@ nothing (the memory roofline).  GPU peers, when Numba sees a CUDA GPU:
 nbadam's ``device="cuda"`` step, torch's CUDA fused Adam, and a
 device-to-device copy of the same number of bytes.
 
+Every rule of the registry (``nbadam.rules.names()``, or ``--rules``) then
+gets a table of its own: its public step timed in rounds against the same
+yardstick (the roofline kernel; on the GPU, the copy), the bytes it moves
+per element (``_peers.step_bytes``: the gradient read, the parameters and
+each state array read and written) and the share of the yardstick's
+bandwidth it reaches, from paired rounds.
+
 Writes ``compare_cpu.md`` and ``compare_cpu.png`` (and ``compare_gpu.*``
 with a GPU; ``--no-cpu`` for the GPU table alone) to ``--out`` and prints
 the markdown.
@@ -22,6 +29,7 @@ Usage::
 
     python -m benchmarks.scripts.compare [--sizes 1e3 1e4 ...] [--repeat 15]
                                          [--dtype float32] [--out docs/performance]
+                                         [--rules adam lion ... | --rules none]
 """
 
 from __future__ import annotations
@@ -70,11 +78,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-gpu", action="store_true", help="leave the GPU table out")
     parser.add_argument("--no-cpu", action="store_true",
                         help="leave the CPU table out (GPU table only)")
+    parser.add_argument("--rules", nargs="+", default=None, metavar="RULE",
+                        help="rules in the table of every rule (default: all of "
+                             "nbadam.rules.names()); 'none' leaves that table out")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
+    from nbadam import rules
+    if args.rules is None:
+        args.rules = list(rules.names())
+    elif args.rules == ["none"]:
+        args.rules = []
+    else:
+        try:
+            args.rules = list(dict.fromkeys(rules.get(name).name for name in args.rules))
+        except ValueError as exc:
+            parser.error(f"--rules: {exc}")
     return args
 
 
@@ -176,6 +197,41 @@ def run_sizes(make_peers, sizes, dtype, repeat, min_time, log=print):
         summary = ", ".join(f"{name} {s['median'] * 1e6:.1f} us"
                             for name, s in results[n].items())
         log(f"n={n:>11,}: {summary}", file=sys.stderr, flush=True)
+    return results
+
+
+def run_rules(names, sizes, dtype, repeat, min_time, device="cpu", log=print):
+    """``{n: {rule: stats}}``: each rule's step timed in rounds against its yardstick.
+
+    One rule at a time (with its own yardstick), so that memory holds two
+    peers, not every rule's state.  ``share`` holds, per round, the rule's
+    effective bandwidth (its bytes over its time) over the yardstick's.
+    """
+    yardstick = "roofline" if device == "cpu" else "cuda_copy"
+    results = {}
+    for n in sizes:
+        results[n] = {}
+        for name in names:
+            peers = _peers.rule_peers(n, dtype, name, device)
+            try:
+                for peer in peers:
+                    peer.setup()
+                samples = _peers.interleaved(peers, repeat, min_time)
+            finally:
+                _peers.release(peers)
+            step_bytes = _peers.step_bytes(name, dtype, n)
+            yard_bytes = _peers.update_bytes(_peers.ROOFLINE, dtype, n)
+            median = float(np.median(samples[name]))
+            results[n][name] = {
+                "median": median,
+                "state_arrays": len(_peers.rule_update(name).state),
+                "bytes_per_element": _peers.step_bytes(name, dtype),
+                "gbps": step_bytes / median / 1e9,
+                "share": (step_bytes / samples[name]) / (yard_bytes / samples[yardstick]),
+            }
+        summary = ", ".join(f"{name} {stats['median'] * 1e6:.1f} us"
+                            for name, stats in results[n].items())
+        log(f"n={n:>11,} ({device}): {summary}", file=sys.stderr, flush=True)
     return results
 
 
@@ -286,6 +342,29 @@ def plot(results, path: Path, title: str) -> bool:
     return True
 
 
+def rules_section(results, yardstick: str) -> list[str]:
+    """The table of every rule: bytes per element, time, GB/s, share of the yardstick's."""
+    if not results:
+        return []
+    lines = ["", "## Every rule", "",
+             f"Each rule's public step, timed in rounds against the {yardstick} peer "
+             "(which moves Adam's 7 passes and computes nothing).  Bytes per element count "
+             "the gradient read and the parameters and each state array read and written.  "
+             f"The last column is the rule's bytes per second over the {yardstick}'s, the "
+             "median of the per-round ratios with its quartiles: 1.00 is a step as "
+             "memory-bound as the yardstick.", "",
+             "| n | rule | state arrays | bytes / element | median (us) | GB/s | "
+             f"bandwidth / {yardstick} |",
+             "|---:|:---|---:|---:|---:|---:|---:|"]
+    for n, by_rule in results.items():
+        for name, s in by_rule.items():
+            q25, median, q75 = np.percentile(s["share"], [25, 50, 75])
+            lines.append(f"| {n:,} | {name} | {s['state_arrays']} | {s['bytes_per_element']} "
+                         f"| {_us(s['median'])} | {s['gbps']:.3g} | "
+                         f"{median:.2f} ({q25:.2f}-{q75:.2f}) |")
+    return lines
+
+
 def report(results, title, header, columns, ratios, extra) -> str:
     present = {name for stats in results.values() for name in stats}
     ratios = [r for r in ratios if r[1] in present and r[2] in present]
@@ -349,14 +428,18 @@ def main(argv: list[str] | None = None) -> dict:
                   ("numpy / nbadam", "numpy", "nbadam")]
         if torch is not None:
             ratios.insert(0, ("nbadam / torch fused", "nbadam", "torch_fused"))
+        by_rule = run_rules(args.rules, args.sizes, dtype, args.repeat, args.min_time)
         text = report(cpu, f"Adam step on the CPU ({args.dtype})",
                       method + machine_lines(threads, layer, wait_policy, torch)
                       + [f"- {load_before} before, {_load()} after"], columns, ratios,
                       ["Targets:", ""] + target_lines(cpu))
+        text += "\n".join(rules_section(by_rule, "roofline")) + ("\n" if by_rule else "")
         (args.out / "compare_cpu.md").write_text(text, encoding="utf-8")
         plot(cpu, args.out / "compare_cpu.png", f"Adam step, CPU, {args.dtype}")
         print(text)
         results["cpu"] = cpu
+        if args.rules:
+            results["rules_cpu"] = by_rule
 
     if not args.no_gpu and _peers.cuda_available():
         gpu = run_sizes(lambda n, d: _peers.gpu_peers(n, d, torch=torch is not None),
@@ -365,15 +448,20 @@ def main(argv: list[str] | None = None) -> dict:
                    if any(c in stats for stats in gpu.values())]
         ratios = [("nbadam / torch fused", "nbadam_cuda", "torch_cuda_fused"),
                   ("nbadam / copy", "nbadam_cuda", "cuda_copy")]
+        by_rule = run_rules(args.rules, args.sizes, dtype, args.repeat, args.min_time,
+                            device="cuda")
         device = _gpu_name()
         text = report(gpu, f"Adam step on the GPU ({args.dtype})",
                       method + [f"- GPU: {device}"]
                       + machine_lines(threads, layer, wait_policy, torch),
                       columns, ratios, [])
+        text += "\n".join(rules_section(by_rule, "cuda_copy")) + ("\n" if by_rule else "")
         (args.out / "compare_gpu.md").write_text(text, encoding="utf-8")
         plot(gpu, args.out / "compare_gpu.png", f"Adam step, GPU, {args.dtype}")
         print(text)
         results["gpu"] = gpu
+        if args.rules:
+            results["rules_gpu"] = by_rule
     return results
 
 
