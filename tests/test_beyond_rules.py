@@ -6,8 +6,9 @@
   bound, 16 roundings per step.  nbadam follows optax's order of operations, so
   both agree in practice bit for bit; run this file as a script to print the
   worst differences (``python tests/test_beyond_rules.py``).
-* The NumPy reference (``reference.OptaxReference``) across sizes and dtypes, and
-  step by step for hypothesis' settings.
+* The NumPy reference (``reference.OptaxReference``) across sizes and dtypes, step by
+  step for hypothesis' settings, and bit for bit on extreme values (zeros,
+  subnormals, values near overflow, infinities, huge learning rates).
 * ``minimize`` with each rule's name: the Python and the compiled loops agree bit
   for bit, and with the optimizer class.
 * What is particular to each rule: Lion's sign of 0, Adan's first step and its
@@ -201,6 +202,45 @@ def test_property_matches_reference(data, rule, dtype, size, lr, eps, eps_root, 
             params[...] = ref.params
             for name, array in ours.state.items():
                 array[...] = getattr(ref, name)
+
+
+def extreme_values(dtype):
+    info = np.finfo(dtype)
+    return st.sampled_from([0.0, -0.0, float(info.smallest_subnormal), float(info.tiny), 1e-30,
+                            1.0, -2.5, 1e20, float(info.max), -float(info.max), np.inf,
+                            -np.inf])
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rule=st.sampled_from(OPTAX_RULES), dtype=st.sampled_from(DTYPES),
+       lr=st.sampled_from([1e-3, 1.0, 1e10, 1e30]), beta=st.sampled_from([0.0, 0.9]),
+       eps=st.sampled_from([0.0, 1e-8]), weight_decay=st.sampled_from([0.0, 0.1]))
+def test_extreme_values_match_the_reference_exactly(data, rule, dtype, lr, beta, eps,
+                                                    weight_decay):
+    """Zeros, subnormals, values near overflow, infinities, huge lr, beta = 0, eps = 0.
+
+    The kernels and the reference perform the same IEEE operations in the same order,
+    so they agree bit for bit, NaNs and infinities included (the sign of a zero aside:
+    NumPy's ``sign(-0.0)`` is +0, optax's and nbadam's -0).
+    """
+    rule_id, cls, _ = rule
+    size = 6
+    values = extreme_values(dtype)
+    params = np.array(data.draw(st.lists(values, min_size=size, max_size=size)), dtype=dtype)
+    grads = [np.array(data.draw(st.lists(values, min_size=size, max_size=size)), dtype=dtype)
+             for _ in range(3)]
+    offered = {"lr": lr, "betas": (beta,) * (3 if rule_id == "adan" else 2), "eps": eps,
+               "eps_root": eps, "weight_decay": weight_decay}
+    hyper = {k: v for k, v in offered.items() if k in OPTAX_DEFAULTS[cls.__name__]}
+    with np.errstate(all="ignore"):
+        ref = reference_for(cls, params, **hyper)
+        ours = cls(params, **hyper)
+        for grad in grads:
+            ref.step(grad)
+            ours.step(grad)
+            np.testing.assert_array_equal(params, ref.params)
+            for name, value in ours.state.items():
+                np.testing.assert_array_equal(value, getattr(ref, name), err_msg=name)
 
 
 # -- minimize ---------------------------------------------------------------------------------
