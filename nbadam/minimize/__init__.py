@@ -32,7 +32,7 @@ from numba.core.errors import NumbaError
 from scipy.optimize import OptimizeResult
 
 from .. import _validate, rules
-from . import _compiled, _status
+from . import _batch, _compiled, _status
 from ._inputs import (
     COMMON_OPTIONS,
     _evaluator,
@@ -41,6 +41,7 @@ from ._inputs import (
     _is_real_scalar,
     _method_name,
     _normalize,
+    _normalize_batch,
     _normalize_bounds,
     _parse_options,
     _unwrap_memoized,
@@ -49,7 +50,7 @@ from ._inputs import (
     _wrap_callback,
 )
 
-__all__ = ["minimize", "scipy_method", "show_options"]
+__all__ = ["minimize", "minimize_batch", "scipy_method", "show_options"]
 
 
 def __getattr__(name: str) -> Any:
@@ -222,6 +223,164 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
     x0, args = _normalize(x0, args)
     return _minimize_adam_family(fun, x0, args, jac, callback, rule=rule, bounds=bounds,
                                  **options)
+
+
+def minimize_batch(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "adam",
+                   jac: Callable[..., Any] | bool | str | None = None, bounds: Any = None,
+                   tol: float | None = None, callback: Callable[..., Any] | None = None,
+                   options: dict[str, Any] | None = None) -> OptimizeResult:
+    r"""Minimize K independent problems at once, each as :func:`minimize` would.
+
+    Row ``k`` of ``x0`` is the start of problem ``k``; ``fun`` evaluates
+    all the problems in one call.  Each problem takes the steps
+    :func:`minimize` takes on it alone, bit for bit (the same points,
+    ``nit`` and ``status``), and stops by itself; a stopped problem no
+    longer moves while the others go on.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(X, *args) -> values``, with ``X`` the ``(K, n)`` points, one
+        row per problem, returning the K values (an array of shape
+        ``(K,)``).  With ``jac=True`` it returns ``(values, gradients)``.
+        Row ``k`` of the result must depend on row ``k`` of ``X`` only.
+    x0 : array_like, shape (K, n)
+        The starts, converted to a 2-D float array (a copy; float32 stays
+        float32, every other real dtype becomes float64).
+    args : tuple, optional
+        Extra arguments of ``fun`` and ``jac`` (a single value is made a tuple).
+    method : str, default "adam"
+        A method of :func:`minimize` (one of ``nbadam.rules.names()``).
+    jac : callable, bool, "2-point" or "3-point", optional
+        ``jac(X, *args) -> gradients`` of shape ``(K, n)``; ``True`` when
+        ``fun`` returns ``(values, gradients)``; ``None``, ``False``,
+        "2-point" or "3-point" for finite differences, which move one
+        coordinate of every row per call of ``fun`` (n calls per step, 2n
+        with "3-point") and give each problem the gradient
+        :func:`scipy.optimize.approx_derivative` gives it alone.
+    bounds : scipy.optimize.Bounds or sequence of (low, high), optional
+        As :func:`minimize`, for every problem; or a ``Bounds`` whose ``lb``
+        and ``ub`` have shape ``(K, n)`` (or ``(K, 1)``), one box per problem.
+    tol : float, optional
+        Sets the ``gtol`` option when that is not given.
+    callback : callable, optional
+        Called after each step, as ``callback(X)`` with the ``(K, n)``
+        points or, when its only parameter is named ``intermediate_result``,
+        with an :class:`~scipy.optimize.OptimizeResult` holding ``x``,
+        ``fun``, ``jac``, ``nit`` (per problem) and ``active`` (whether each
+        problem still runs).  Raising ``StopIteration`` stops every running
+        problem with status 99.
+    options : dict, optional
+        The options of :func:`minimize` (see :func:`show_options`), each with
+        the same meaning for every problem.  The rule's hyperparameters
+        (``lr``, ``betas``, ``eps``, ...) may also be given per problem, as an
+        array of K values (K pairs for ``betas``): one call can sweep a
+        hyperparameter.  Only a flag that chooses the rule's state arrays
+        (a structural hyperparameter, see :class:`nbadam.rules.Rule`) must
+        be one value.  And:
+
+        ``active_only`` : bool, default False
+            Call ``fun`` and ``jac`` with the running problems only, as
+            ``fun(X[rows], rows, *args)`` (``rows`` the int64 indices of the
+            problems still running), rather than with all K rows.
+        ``parallel`` : bool or None, default None
+            Run the loops over problems in parallel, one chunk of problems
+            per thread: None chooses it for large batches (see Notes), True
+            or False forces the choice.
+        ``device`` : str, default "cpu"
+            "cuda" keeps the points, the state and the gradients on the GPU
+            (see Notes).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        Its fields hold one entry per problem: ``x`` (K, n), ``fun`` (K,),
+        ``jac`` (K, n), ``nit``, ``nfev``, ``njev`` and ``status`` (K,) int64,
+        ``success`` (K,) bool, ``message`` (K,) str, each as the result of
+        :func:`minimize` on that problem.  ``res.problem(k)`` is problem
+        ``k``'s own :class:`~scipy.optimize.OptimizeResult`, as
+        :func:`minimize` returns it.
+
+    Raises
+    ------
+    ValueError
+        As :func:`minimize`, and for an ``x0`` that is not 2-D, a ``fun``
+        that does not return K values (or ``jac`` K gradients), or
+        per-problem options of the wrong length; nothing is run or changed.
+
+    See Also
+    --------
+    minimize : one problem.
+
+    Notes
+    -----
+    **Stopped problems.**  By default ``fun`` receives all K rows at every
+    step; the rows of problems that have stopped hold their last point and
+    their values are ignored.  Passing every row keeps the shapes fixed, so
+    ``fun`` can index its per-problem data (``args``) by row, and costs
+    nothing when the problems stop at about the same time.  When they stop
+    at very different times and ``fun`` is the cost, ``active_only=True``
+    evaluates only the running problems.
+
+    **Compiled loop.**  When ``fun`` and ``jac`` are Numba ``@njit``
+    functions of the batch (or ``fun`` is one and ``jac=True``) and there is
+    no callback, the whole loop runs in nopython mode, with the same
+    results; ``fun`` then receives the iterate itself, not a copy.  The
+    first call compiles the loop for that ``fun`` (a few seconds).
+    ``compiled`` is as for :func:`minimize`.
+
+    **Parallel.**  With ``parallel=None`` batches of at least 100,000
+    problems (``nbadam.minimize._batch.PARALLEL_MIN_PROBLEMS``) and 65,536
+    elements run the loops over problems in parallel, which gives the same
+    results; ``fun`` parallelises its own work, if it likes (a Numba
+    ``prange`` over the rows).
+
+    **GPU.**  With ``device="cuda"``, ``fun`` and ``jac`` receive a ``(K, n)``
+    device array; ``fun`` returns the K values (a host or device array) and
+    ``jac`` a ``(K, n)`` device array (Numba, CuPy, PyTorch CUDA).  Needs a
+    callable ``jac`` or ``jac=True``, no ``bounds``, no ``active_only``.
+    When the problems share their hyperparameters, each step is one launch
+    of the rule's kernel over the K * n elements (a masked launch once some
+    problems have stopped).
+
+    Examples
+    --------
+    Three shifted quadratics, one per row:
+
+    >>> import numpy as np
+    >>> import nbadam
+    >>> centers = np.array([[1.0, 2.0], [-1.0, 0.5], [3.0, 3.0]])
+    >>> def f(X, c):
+    ...     return np.sum((X - c) ** 2, axis=1)
+    >>> def grad(X, c):
+    ...     return 2.0 * (X - c)
+    >>> res = nbadam.minimize_batch(f, np.zeros((3, 2)), args=(centers,), jac=grad,
+    ...                             options={"lr": 0.1})
+    >>> res.success, np.round(res.x, 4)
+    (array([ True,  True,  True]), array([[ 1. ,  2. ],
+           [-1. ,  0.5],
+           [ 3. ,  3. ]]))
+
+    Each row is what :func:`minimize` gives on that problem alone:
+
+    >>> one = nbadam.minimize(lambda x: np.sum((x - centers[1]) ** 2), np.zeros(2),
+    ...                       jac=lambda x: 2.0 * (x - centers[1]), options={"lr": 0.1})
+    >>> bool(np.array_equal(res.x[1], one.x)), int(res.nit[1]) == one.nit
+    (True, True)
+    >>> res.problem(1).status == one.status
+    True
+
+    A learning rate per problem: the smallest runs out of steps (status 1).
+
+    >>> res = nbadam.minimize_batch(f, np.zeros((3, 2)), args=(centers,), jac=grad,
+    ...                             options={"lr": [0.01, 0.1, 0.5], "maxiter": 200})
+    >>> res.status.tolist(), res.nit.tolist()
+    ([1, 2, 0], [200, 196, 181])
+    """
+    rule = _method_name(method)
+    options = _with_tol(options, tol)
+    X, args = _normalize_batch(x0, args)
+    return _batch.minimize_batch(fun, X, args, jac, callback, rules.get(rule), bounds, options)
 
 
 def scipy_method(fun: Callable[..., Any], x0: Any, args: Any = (),

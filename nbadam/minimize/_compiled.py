@@ -20,6 +20,19 @@
 Both loops run the same ``observe``, updates and projection, so they give
 bit-identical results.  The loop's own state travels in two packed arrays;
 the index constants below name their slots.
+
+:func:`nbadam.minimize_batch` runs K problems with the same pieces, one row
+of 2-D arrays per problem (the iterate, the gradient, the packed
+``scalars`` and ``settings``, the running scalars; each state array is one
+flat vector of K * n elements, problem ``k`` at ``[k * n, (k + 1) * n)``).
+A step of the batch is :func:`observe_rows` (``observe`` on each row), then
+the rule's update of every problem that continues (``Loops.step_shared``,
+when the problems share the scalars: computed once, the kernel run over
+each span of consecutive problems; or ``Loops.step_rows``, the rule's
+``update`` row by row), then :func:`project_rows`.  Row ``k`` thus follows
+exactly the steps :func:`nbadam.minimize` takes on problem ``k`` alone.
+:func:`run_batch` is the compiled loop of the batch; :func:`decide_rows`
+and ``Loops.scalar_rows`` serve its GPU loop.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from numba.extending import intrinsic, overload
 from .._kernels import cpu
 from .._kernels._build import compile_family, source_digest, specialized
 from ._status import (
+    ALL_STOPPED,
     CALLBACK_STOP,
     CONTINUE,
     CONVERGED_FTOL,
@@ -44,6 +58,7 @@ from ._status import (
     MAXITER_REACHED,
     NEED_LR,
     NONFINITE,
+    WRONG_FUN,
     WRONG_JAC,
 )
 
@@ -55,6 +70,15 @@ MAXITER, FTOL_WINDOW, RETURN_BEST, BOUNDED = range(4)
 SETTINGS_SIZE = 4
 
 _OPTIONS = {"cache": True, "fastmath": False, "boundscheck": False}
+#: The batch's loops over problems, and the pieces they call.  They allocate
+#: nothing and keep no array, so Numba's reference counting is off in them: with
+#: it, each view of a row (a dozen per problem and step) and each call costs an
+#: atomic increment and decrement, which made the loop five times slower than its
+#: work (125 against 27 ns per problem and step of ``observe_rows``, 1,000
+#: problems of 10 variables).
+_ROWS = {**_OPTIONS, "_nrt": False}
+#: The parallel builds of the batch's loops: never cached (see :class:`Loops`).
+_PARALLEL = {**_OPTIONS, "cache": False, "parallel": True}
 #: How the rules' scalar functions and their pieces are compiled (no cache of their
 #: own: the cached update that calls them holds their code).
 _SCALAR_JIT = numba.njit(fastmath=False)
@@ -197,8 +221,104 @@ def _iterate(x, g, f, lr, nit, stop, state, best, bounds, hyper, running, scalar
     return CONTINUE
 
 
+def spans_of(arrays, start, stop):
+    """``arrays[i][start:stop]`` for each 1-D array of the tuple ``arrays``, as a tuple."""
+    return tuple(array[start:stop] for array in arrays)
+
+
+@overload(spans_of, jit_options={"fastmath": False})
+def _spans_of_typed(arrays, start, stop):
+    # Built item by item: Numba has no tuple comprehension.
+    items = "".join(f"arrays[{i}][start:stop], " for i in range(len(arrays)))
+    namespace: dict[str, Any] = {}
+    exec(f"def spans(arrays, start, stop):\n    return ({items})\n", namespace)
+    return namespace["spans"]
+
+
+def store_row(table, k, values):
+    """``table[k, :] = values`` for a tuple ``values`` of ``table.shape[1]`` numbers."""
+    table[k, :] = values
+
+
+@overload(store_row, jit_options={"fastmath": False})
+def _store_row_typed(table, k, values):
+    lines = "".join(f"    table[k, {i}] = values[{i}]\n" for i in range(len(values)))
+    namespace: dict[str, Any] = {}
+    exec(f"def store(table, k, values):\n{lines or '    pass'}\n", namespace)
+    return namespace["store"]
+
+
+# Templates of the batch, bound per update (``kernel``, ``spans``, ``update``,
+# ``scalars``).  The steps all take the same arguments, so that the compiled batch
+# loop takes any of them as an argument.
+def _spans(X, G, state, rows, status, c):
+    n = X.shape[1]
+    x = X.reshape(X.size)
+    g = G.reshape(G.size)
+    j = 0
+    while j < rows.size:
+        start = rows[j]
+        j += 1
+        if status[start] != CONTINUE:
+            continue
+        stop = start + 1
+        while j < rows.size and rows[j] == stop and status[stop] == CONTINUE:
+            stop += 1
+            j += 1
+        kernel(x[start * n:stop * n], g[start * n:stop * n],  # noqa: F821
+               spans_of(state, start * n, stop * n), c)
+
+
+def _step_shared(X, G, state, rows, status, hyper, hyper_of, running, lrs, t):
+    spans(X, G, state, rows, status,  # noqa: F821
+          _in_dtype_of(scalars(hyper, running[0], lrs[0], t), X))  # noqa: F821
+
+
+def _step_rows(X, G, state, rows, status, hypers, hyper_of, running, lrs, t):
+    n = X.shape[1]
+    lr_per_row = lrs.size > 1
+    for j in range(rows.size):
+        k = rows[j]
+        if status[k] == CONTINUE:
+            update(X[k], G[k], spans_of(state, k * n, (k + 1) * n),  # noqa: F821
+                   hypers[hyper_of[k]], running[k], lrs[k if lr_per_row else 0], t)
+
+
+@numba.njit(**{**_OPTIONS, "cache": False})  # the thread count is a dynamic global
+def _chunking(size):
+    """``(chunks, chunk size)``: the rows split in one chunk per thread."""
+    chunks = max(min(size, numba.get_num_threads()), 1)
+    return chunks, -(-size // chunks)
+
+
+# The parallel builds: one chunk of problems per thread, each running the serial
+# step (a parallel loop over single problems would share their reference counts
+# between the threads).
+def _step_shared_parallel(X, G, state, rows, status, hyper, hyper_of, running, lrs, t):
+    c = _in_dtype_of(scalars(hyper, running[0], lrs[0], t), X)  # noqa: F821
+    chunks, size = _chunking(rows.size)
+    for i in numba.prange(chunks):
+        spans(X, G, state, rows[i * size:min((i + 1) * size, rows.size)],  # noqa: F821
+              status, c)
+
+
+def _step_rows_parallel(X, G, state, rows, status, hypers, hyper_of, running, lrs, t):
+    chunks, size = _chunking(rows.size)
+    for i in numba.prange(chunks):
+        step_rows(X, G, state, rows[i * size:min((i + 1) * size, rows.size)],  # noqa: F821
+                  status, hypers, hyper_of, running, lrs, t)
+
+
+def _scalar_rows(hypers, hyper_of, running, lrs, t, rows, table):
+    lr_per_row = lrs.size > 1
+    for j in range(rows.size):
+        k = rows[j]
+        store_row(table, k, _in_dtype_of(scalars(  # noqa: F821
+            hypers[hyper_of[k]], running[k], lrs[k if lr_per_row else 0], t), table))
+
+
 class Loops:
-    """The compiled ``update`` and ``iterate`` of one update rule.
+    """The compiled ``update`` and ``iterate`` of one update rule, and its batch steps.
 
     ``iterate(x, g, f, lr, nit, stop, state, best, bounds, hyper, running,
     scalars, settings)`` records the point ``x`` (value ``f``, gradient
@@ -209,22 +329,59 @@ class Loops:
     running scalars, ``scalars`` and ``settings`` the packed loop state (see
     the slot constants).  It returns ``CONTINUE`` when a step was taken, else
     the status that ends the run.
+
+    The batch steps ``step_shared`` and ``step_rows``, called as
+    ``step(X, G, state, rows, status, hypers, hyper_of, running, lrs, t)``,
+    take step ``t`` of each problem ``k`` of ``rows`` whose ``status`` is
+    ``CONTINUE``: ``X`` and ``G`` are (K, n), ``state`` a tuple of flat
+    (K * n) arrays.  ``step_rows`` calls ``update`` on problem ``k`` with
+    ``hypers[hyper_of[k]]`` (``hypers`` a typed list of hyperparameter
+    tuples), ``running[k]`` and ``lrs[k]`` (``lrs[0]`` when ``lrs`` holds
+    one value); ``step_shared``, for problems that share them, computes the
+    scalars once from ``hypers`` (one hyperparameter tuple), ``running[0]``
+    and ``lrs[0]``, then ``spans(X, G, state, rows, status, c)`` runs the
+    kernel over each span of consecutive problems: the same bits (the kernel
+    is elementwise), one call per span.  ``*_parallel`` split the problems
+    in one chunk per thread; they are not cached (see below).
+
+    ``scalar_rows(hypers, hyper_of, running, lrs, t, rows, table)`` writes
+    the scalars of step ``t`` of each problem of ``rows``, in the dtype of
+    ``table``, to row ``k`` of ``table``: the GPU loop's per-problem scalars.
     """
 
-    __slots__ = ("update", "iterate")
+    __slots__ = ("update", "iterate", "spans", "step_shared", "step_rows",
+                 "step_shared_parallel", "step_rows_parallel", "scalar_rows")
 
     def __init__(self, update: Any):
-        digest = source_digest(update.scalars, update.element, _update, _iterate)
+        digest = source_digest(update.scalars, update.element, _update, _iterate, _spans,
+                               _step_shared, _step_rows, _step_shared_parallel,
+                               _step_rows_parallel, _scalar_rows)
         name = f"{update.name}_{digest}"
         scalars = compile_family(update.scalars, _SCALAR_JIT, "minimize", _PIECES)
+        kernel = cpu.kernels(update).serial
         # The serial kernel only: a cached function that links a parallel=True kernel
         # aborts when loaded into a process whose Numba thread pool has not started
         # ("Symbol not found: allocate_sched"), and in minimize the update is rarely
         # the cost next to fun and jac, whose BLAS threads would compete with Numba's.
         self.update = numba.njit(**_OPTIONS)(specialized(
-            _update, f"update_{name}", scalars=scalars, kernel=cpu.kernels(update).serial))
+            _update, f"update_{name}", scalars=scalars, kernel=kernel))
         self.iterate = numba.njit(**_OPTIONS)(specialized(
             _iterate, f"iterate_{name}", update=self.update))
+        self.spans = numba.njit(**_ROWS)(specialized(
+            _spans, f"spans_{name}", kernel=kernel))
+        self.step_shared = numba.njit(**_ROWS)(specialized(
+            _step_shared, f"step_shared_{name}", scalars=scalars, spans=self.spans))
+        # With reference counting: it reads the typed list of hyperparameters.
+        self.step_rows = numba.njit(**_OPTIONS)(specialized(
+            _step_rows, f"step_rows_{name}", update=self.update))
+        self.scalar_rows = numba.njit(**_OPTIONS)(specialized(
+            _scalar_rows, f"scalar_rows_{name}", scalars=scalars))
+        # Hence not cached: compiled on first use in each process.
+        self.step_shared_parallel = numba.njit(**_PARALLEL)(specialized(
+            _step_shared_parallel, f"step_shared_parallel_{name}", scalars=scalars,
+            spans=self.spans))
+        self.step_rows_parallel = numba.njit(**_PARALLEL)(specialized(
+            _step_rows_parallel, f"step_rows_parallel_{name}", step_rows=self.step_rows))
 
 
 @functools.cache
@@ -290,6 +447,195 @@ def run(fun, jac, update, args, x, g, f, lrs, nit, state, best, bounds, hyper, r
         if grad.size != g.size:
             return WRONG_JAC, nit, f
         _copy(g, grad)
+
+
+# -- minimize_batch ------------------------------------------------------------------------
+def _for_rows(func: Any, **pieces: Any) -> Any:
+    """Piece ``func`` of the loop above built again for the loops over problems
+    (:data:`_ROWS`): the same source, so the same bits."""
+    return numba.njit(**_ROWS)(specialized(func.py_func, f"{func.__name__}_for_rows",
+                                           **pieces))
+
+
+_row_copy = _for_rows(_copy)
+_row_project = _for_rows(project)
+_row_decide = _for_rows(decide, _settled=_for_rows(_settled))
+_row_observe = _for_rows(observe, decide=_row_decide, inf_norm=_for_rows(inf_norm),
+                         _copy=_row_copy)
+
+
+@numba.njit(**_ROWS)
+def observe_rows(X, G, F, rows, nit, stop, best, scalars, settings, status, nits):
+    """:func:`observe` for each problem ``k`` of ``rows``, on row ``k`` of every array.
+
+    ``best`` is (K, 2, n or 0).  Writes each problem's code to ``status``
+    (and, for one that stopped, ``nit`` to ``nits``); returns how many
+    continue.
+    """
+    count = 0
+    for j in range(rows.size):
+        k = rows[j]
+        code = _row_observe(X[k], G[k], F[k], nit, stop, best[k], scalars[k], settings[k])
+        status[k] = code
+        if code == CONTINUE:
+            count += 1
+        else:
+            nits[k] = nit
+    return count
+
+
+@numba.njit(**_PARALLEL)
+def observe_rows_parallel(X, G, F, rows, nit, stop, best, scalars, settings, status, nits):
+    """:func:`observe_rows`, one chunk of problems per thread."""
+    chunks, size = _chunking(rows.size)
+    count = 0
+    for i in numba.prange(chunks):
+        count += observe_rows(X, G, F, rows[i * size:min((i + 1) * size, rows.size)], nit,
+                              stop, best, scalars, settings, status, nits)
+    return count
+
+
+@numba.njit(**_ROWS)
+def project_rows(X, rows, status, bounds):
+    """:func:`project` for each problem of ``rows`` that continues, with the bounds
+    ``bounds[k]`` (``bounds[0]`` when all problems share them)."""
+    shared = bounds.shape[0] == 1
+    for j in range(rows.size):
+        k = rows[j]
+        if status[k] == CONTINUE:
+            b = 0 if shared else k
+            _row_project(X[k], bounds[b, 0], bounds[b, 1])
+
+
+@numba.njit(**_OPTIONS)
+def running_rows(status):
+    """The problems whose ``status`` is ``CONTINUE``, in order (int64 indices)."""
+    count = 0
+    for k in range(status.size):
+        if status[k] == CONTINUE:
+            count += 1
+    rows = np.empty(count, dtype=np.int64)
+    count = 0
+    for k in range(status.size):
+        if status[k] == CONTINUE:
+            rows[count] = k
+            count += 1
+    return rows
+
+
+@numba.njit(**_ROWS)
+def decide_rows(F, gnorms, nit, stop, rows, scalars, settings, status, nits, improved):
+    """:func:`decide` for each problem of ``rows``: the GPU loop, whose points stay there.
+
+    Writes each problem's code to ``status`` (``nit`` to ``nits`` for one
+    that stopped) and, to ``improved`` (uint8), whether its best point must be
+    kept; returns how many continue.
+    """
+    count = 0
+    for j in range(rows.size):
+        k = rows[j]
+        code, better = _row_decide(F[k], gnorms[k], nit, stop, scalars[k], settings[k])
+        status[k] = code
+        improved[k] = 1 if better and settings[k, RETURN_BEST] != 0 else 0
+        if code == CONTINUE:
+            count += 1
+        else:
+            nits[k] = nit
+    return count
+
+
+@numba.njit(**_OPTIONS)
+def _gather(X, rows):
+    """``X[rows]`` for 2-D ``X``."""
+    out = np.empty((rows.size, X.shape[1]), dtype=X.dtype)
+    for j in range(rows.size):
+        _copy(out[j], X[rows[j]])
+    return out
+
+
+def _evaluate_rows(fun, jac, X, rows, active, args):
+    """``(values, gradients)`` of every problem, or (``active`` not None) of ``rows`` only."""
+    if active is None:
+        return _evaluate(fun, jac, X, args)
+    return _evaluate(fun, jac, X[rows], (rows, *args))
+
+
+@overload(_evaluate_rows, jit_options={"fastmath": False})
+def _evaluate_rows_typed(fun, jac, X, rows, active, args):
+    # Chosen at typing time: fun(X, *args), or, with ``active`` an array
+    # (active_only=True), fun(X[rows], rows, *args).
+    if isinstance(active, types.NoneType):
+        def evaluate_all(fun, jac, X, rows, active, args):
+            return _evaluate(fun, jac, X, args)
+        return evaluate_all
+
+    def evaluate_active(fun, jac, X, rows, active, args):
+        return _evaluate(fun, jac, _gather(X, rows), (rows,) + args)
+    return evaluate_active
+
+
+@numba.njit(cache=False, fastmath=False, boundscheck=False)
+def run_batch(fun, jac, observe, step, active, args, X, G, F, lrs, row_lrs, nit, state, best,
+              bounds, hypers, hyper_of, running, scalars, settings, status, nits):
+    """The loop of :func:`nbadam.minimize_batch` in nopython mode, over one chunk of ``lrs``.
+
+    ``fun(X, *args)`` returns the K values, or ``(values, gradients)`` when
+    ``jac`` is None; otherwise ``jac(X, *args)`` returns the (K, n)
+    gradients.  With ``active`` an (empty) int64 array rather than None,
+    they are called as ``fun(X[rows], rows, *args)``, ``rows`` the problems
+    still running.  ``observe`` is :data:`observe_rows` (or its parallel
+    build), ``step`` one of the rule's batch steps (:class:`Loops`).  On
+    entry ``F`` and ``G`` hold the values and gradients at ``X`` of the
+    problems whose ``status`` is ``CONTINUE``, not yet recorded.  ``lrs[k]``
+    is the learning rate of step ``nit + k + 1``, unless ``row_lrs`` holds
+    one learning rate per problem.
+
+    Returns
+    -------
+    (int, int)
+        ``NEED_LR`` when the chunk is used up (the points evaluated but not
+        recorded), ``ALL_STOPPED``, ``WRONG_FUN`` or ``WRONG_JAC``; and the
+        steps taken.
+    """
+    # Not cached: every objective is its own type, so each compiles its own loop.
+    maxiter = settings[0, MAXITER]
+    bounded = settings[0, BOUNDED] != 0
+    lr_now = row_lrs if row_lrs.size else np.zeros(1)
+    compact = active is not None
+    rows = running_rows(status)
+    k = 0
+    while True:
+        if k == lrs.size and nit < maxiter:
+            return NEED_LR, nit
+        count = observe(X, G, F, rows, nit, False, best, scalars, settings, status, nits)
+        if count == 0:
+            return ALL_STOPPED, nit
+        if not row_lrs.size:
+            lr_now[0] = lrs[k]
+        step(X, G, state, rows, status, hypers, hyper_of, running, lr_now, nit + 1)
+        if bounded:
+            project_rows(X, rows, status, bounds)
+        if count < rows.size:
+            rows = running_rows(status)
+        nit += 1
+        k += 1
+        values, grads = _evaluate_rows(fun, jac, X, rows, active, args)
+        expected = rows.size if compact else X.shape[0]
+        if values.ndim != 1 or values.size != expected:
+            return WRONG_FUN, nit
+        if grads.shape[0] != expected or grads.shape[1] != X.shape[1]:
+            return WRONG_JAC, nit
+        _store_rows(F, G, values, grads, rows, compact)
+
+
+@numba.njit(**_ROWS)
+def _store_rows(F, G, values, grads, rows, compact):
+    """``F[k], G[k] = values[j], grads[j]`` for ``k = rows[j]`` (``j = k`` unless ``compact``)."""
+    for j in range(rows.size):
+        row = rows[j]
+        source = j if compact else row
+        F[row] = float(values[source])
+        _row_copy(G[row], grads[source])
 
 
 def pack(opts: dict[str, Any], n: int, bounded: bool) -> tuple[np.ndarray, np.ndarray]:

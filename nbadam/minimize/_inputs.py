@@ -4,7 +4,10 @@ Everything here runs before or around the loops of :mod:`nbadam.minimize`:
 the option tables and their validation, the normalisation of ``x0``,
 ``args`` and ``bounds``, the evaluator that turns ``fun``/``jac`` (analytic,
 combined, or finite differences) into ``(f, g)`` with the iterate's dtype,
-and the callback adapter.  The error messages name the argument and the fix.
+and the callback adapter; then the same for :func:`nbadam.minimize_batch`
+(a 2-D ``x0``, per-problem hyperparameters and bounds, an evaluator of K
+problems at once, finite differences for all of them together).  The error
+messages name the argument and the fix.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ COMMON_OPTIONS: dict[str, Any] = {
     "disp": False,
     "compiled": None,
     "device": "cpu",
+}
+
+#: Options of :func:`nbadam.minimize_batch` only, with their defaults.
+BATCH_OPTIONS: dict[str, Any] = {
+    "active_only": False,
+    "parallel": None,
 }
 
 # -- evaluating fun and jac ---------------------------------------------------------------
@@ -247,9 +256,13 @@ def _normalize_bounds(bounds: Any, n: int) -> tuple[np.ndarray | None, np.ndarra
     return lower, upper
 
 
-def _parse_options(rule: rules.Rule, options: dict[str, Any]) -> dict[str, Any]:
-    """Validate the options of ``rule`` (defaults filled in); warn about unknown ones."""
-    defaults = {**rule.defaults, **COMMON_OPTIONS}
+def _parse_options(rule: rules.Rule, options: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate the options of ``rule`` (defaults filled in); warn about unknown ones.
+
+    ``extra`` holds more known options and their defaults, which the caller checks.
+    """
+    defaults = {**rule.defaults, **COMMON_OPTIONS, **(extra or {})}
     options = dict(options)
     device = _validate.device(options.pop("device", "cpu"))
     unknown = [name for name in options if name not in defaults]
@@ -294,3 +307,333 @@ def _user_stacklevel() -> int:
             return level
         frame, level = frame.f_back, level + 1
     return level
+
+
+# -- minimize_batch ----------------------------------------------------------------------
+def _normalize_batch(x0: Any, args: Any) -> tuple[np.ndarray, tuple]:
+    """``x0`` as a fresh C-contiguous ``(K, n)`` float array (float32 kept), ``args`` a tuple."""
+    x = np.asarray(_validate.not_masked("x0", x0))
+    if x.ndim != 2:
+        raise ValueError(f"x0 must be two-dimensional, (K, n): one row of n variables per "
+                         f"problem; got shape {x.shape}.  Use nbadam.minimize for one problem, "
+                         "or x0.reshape(1, -1)")
+    if x.dtype.kind == "c":
+        raise TypeError("x0 must be real; minimize the real and imaginary parts as "
+                        "separate variables")
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    try:
+        x = np.array(x, dtype=dtype, copy=True, order="C")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"x0 must be an array of real numbers: {exc}") from None
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        k, i = bad[0]
+        raise ValueError(f"x0 must be finite; x0[{k}, {i}] = {x[k, i]}")
+    return x, (args if isinstance(args, tuple) else (args,))
+
+
+def _normalize_batch_bounds(bounds: Any, K: int, n: int
+                            ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(lower, upper)`` float64 arrays of shape ``(1, n)`` (every problem's) or ``(K, n)``.
+
+    A sequence of ``(low, high)`` pairs or a :class:`~scipy.optimize.Bounds` whose
+    ``lb`` and ``ub`` broadcast to ``(n,)`` bound every problem alike; a ``Bounds``
+    whose ``lb`` or ``ub`` has shape ``(K, n)`` (or ``(K, 1)``) bounds each problem.
+    """
+    if bounds is None:
+        return None, None
+    if isinstance(bounds, Bounds):
+        lb, ub = (np.asarray(_validate.not_masked("bounds", b), dtype=float)
+                  for b in (bounds.lb, bounds.ub))
+        if lb.ndim < 2 and ub.ndim < 2:
+            lower, upper = _normalize_bounds(bounds, n)
+            return lower[None], upper[None]
+        try:
+            lower, upper = (np.broadcast_to(b, (K, n)).copy() for b in (lb, ub))
+        except ValueError:
+            raise ValueError(f"Bounds lb and ub must be scalars, have {n} elements like a row "
+                             f"of x0, or have shape ({K}, {n}) like x0; got shapes {lb.shape} "
+                             f"and {ub.shape}") from None
+        if np.isnan(lower).any() or np.isnan(upper).any():
+            raise ValueError("bounds must not hold NaN (use None or infinity for an open side)")
+        crossed = np.argwhere(lower > upper)
+        if crossed.size:
+            k, i = crossed[0]
+            raise ValueError(f"bounds are inconsistent: low > high for variable {i} of problem "
+                             f"{k} ({lower[k, i]} > {upper[k, i]})")
+        return lower, upper
+    lower, upper = _normalize_bounds(bounds, n)
+    return lower[None], upper[None]
+
+
+def _split_per_problem(rule: rules.Rule, options: dict[str, Any], K: int
+                       ) -> tuple[dict[str, Any], dict[str, list]]:
+    """Options with each per-problem hyperparameter replaced by its first value, and those.
+
+    A hyperparameter given with one more dimension than its default (``lr`` as
+    K numbers, ``betas`` as K pairs) takes one value per problem; each value
+    is checked as the option itself would be.
+    """
+    options = dict(options)
+    per_problem: dict[str, list] = {}
+    for name, default in rule.defaults.items():
+        if name not in options or not _is_per_problem(options[name], default):
+            continue
+        label = f"options[{name!r}]"
+        if name in rule.structural:
+            raise ValueError(f"{label} chooses the rule's state arrays, so it must be one value "
+                             f"for every problem; got {np.ndim(options[name])}-D values")
+        array = np.asarray(_validate.not_masked(label, options[name]))
+        if array.shape[0] != K:
+            raise ValueError(f"{label} holds {array.shape[0]} values, one per problem, but x0 "
+                             f"has K = {K} problems (rows); give one value for all of them or "
+                             f"one per problem")
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{label} given per problem must hold numbers, got dtype "
+                            f"{array.dtype}" + ("; a schedule applies to every problem"
+                                                if array.dtype.kind == "O" else ""))
+        values = []
+        for k, item in enumerate(array.tolist()):
+            try:
+                values.append(rule.check(name, tuple(item) if isinstance(item, list) else item))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{label}[{k}]: {exc}") from None
+        per_problem[name] = values
+        if values:
+            options[name] = values[0]
+        else:
+            del options[name]
+    return options, per_problem
+
+
+def _is_per_problem(value: Any, default: Any) -> bool:
+    if callable(value) or isinstance(value, (str, bytes)):
+        return False
+    try:
+        return np.ndim(value) == np.ndim(default) + 1
+    except ValueError:  # ragged: not per problem; the option's check will say what is wrong
+        return False
+
+
+def _batch_first_evaluation(fun: Callable, jac: Any, args: tuple, X: np.ndarray,
+                            rows: np.ndarray | None) -> Any:
+    """``fun`` (and ``jac``) of the batch ``X``, raw: ``(values, gradients or None)``.
+
+    ``rows`` is None when ``fun`` sees every problem, else the problems it sees.
+    """
+    point, extra = (X.copy(), args) if rows is None else (X[rows], (rows, *args))
+    if jac is True:
+        out = fun(point, *extra)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError("with jac=True, fun must return a tuple (values, gradients); got "
+                             f"{type(out).__name__}")
+        return out
+    value = fun(point, *extra)
+    return value, (jac(point, *extra) if callable(jac) else None)
+
+
+def _batch_evaluator(fun: Callable, jac: Any, args: tuple, K: int, n: int, dtype: np.dtype,
+                     lower: np.ndarray | None, upper: np.ndarray | None, active_only: bool):
+    """``evaluate(X, rows, raw=None) -> (values, gradients)`` and the per-problem ``nfev``.
+
+    ``fun`` and ``jac`` see the ``(K, n)`` points (a copy of ``X``), or with
+    ``active_only`` the rows ``rows`` of ``X`` and ``rows``.  The values
+    (float64) and gradients (the iterate's dtype) have one row per problem
+    ``fun`` saw.  The counter is None when every evaluation calls ``fun``
+    once; with finite differences it is an int64 array counting, per
+    problem, the calls of ``fun`` that evaluated it while it ran.
+    """
+    def points(X, rows):
+        if active_only:
+            return X[rows], (rows, *args)
+        return X.copy(), args
+
+    def checked(values, grads, m):
+        if not (type(values) is np.ndarray and values.dtype == np.float64
+                and values.shape == (m,)):
+            values = _batch_values(values, m)
+        if (type(grads) is not np.ndarray or grads.dtype != dtype or grads.shape != (m, n)
+                or not grads.flags.c_contiguous):
+            grads = _batch_gradients(grads, m, n, dtype)
+        return values, grads
+
+    if jac is True:
+        def evaluate(X, rows, raw=None):
+            point, extra = points(X, rows)
+            if raw is None:
+                raw = fun(point, *extra)
+                if type(raw) is not tuple or len(raw) != 2:
+                    raise ValueError("with jac=True, fun must return a tuple (values, "
+                                     f"gradients); got {type(raw).__name__}")
+            return checked(*raw, point.shape[0])
+        return evaluate, None
+    if callable(jac):
+        def evaluate(X, rows, raw=None):
+            point, extra = points(X, rows)
+            if raw is None:
+                raw = fun(point, *extra), jac(point, *extra)
+            return checked(*raw, point.shape[0])
+        return evaluate, None
+    if jac is None or jac is False or (isinstance(jac, str) and jac in FD_SCHEMES):
+        scheme = "2-point" if jac in (None, False) else jac
+        counted = np.zeros(K, dtype=np.int64)
+
+        def evaluate(X, rows, raw=None):
+            point, extra = points(X, rows)
+            m = point.shape[0]
+
+            def call(Xp):
+                counted[rows] += 1
+                return _batch_values(fun(Xp, *extra), m)
+
+            if raw is None:
+                values = call(point.copy())
+            else:
+                counted[rows] += 1
+                values = _batch_values(raw[0], m)
+            low = up = None
+            if lower is not None:
+                selected = slice(None) if lower.shape[0] == 1 or not active_only else rows
+                low = np.broadcast_to(lower[selected], (m, n))
+                up = np.broadcast_to(upper[selected], (m, n))
+            grads = _batch_differences(call, point, values, scheme, low, up)
+            return values, np.ascontiguousarray(grads, dtype=dtype)
+        return evaluate, counted
+    raise ValueError(f"jac must be a callable, True, False, None, '2-point' or '3-point'; "
+                     f"got {jac!r}")
+
+
+def _batch_values(value: Any, m: int) -> np.ndarray:
+    """``fun``'s values as a float64 array of shape ``(m,)``; refuse anything else."""
+    if _is_real_scalar(value):
+        raise ValueError(f"fun must return one value per problem (an array of shape ({m},)); "
+                         f"it returned a scalar, {value!r}.  minimize_batch's fun takes the "
+                         "(K, n) points and returns K values; nbadam.minimize takes one problem")
+    array = np.asarray(_validate.not_masked("fun's value", value))
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"fun must return real values, got dtype {array.dtype}")
+    if array.shape != (m,):
+        raise ValueError(f"fun must return one value per problem, an array of shape ({m},); "
+                         f"got shape {array.shape}")
+    return np.array(array, dtype=np.float64)
+
+
+def _batch_gradients(value: Any, m: int, n: int, dtype: np.dtype) -> np.ndarray:
+    """Gradients as a contiguous ``(m, n)`` array of the iterate's dtype."""
+    array = np.asarray(_validate.not_masked("jac's value", value))
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"jac must return a real array, got dtype {array.dtype}")
+    if array.shape != (m, n):
+        raise ValueError(f"jac must return one gradient per problem, an array of shape "
+                         f"({m}, {n}) like x0; got shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _batch_differences(call: Callable, X: np.ndarray, f0: np.ndarray, scheme: str,
+                       lower: np.ndarray | None, upper: np.ndarray | None) -> np.ndarray:
+    """Finite-difference gradients of every row of ``X`` at once (float64, ``X``'s shape).
+
+    :func:`scipy.optimize.approx_derivative` on each row, with its default
+    steps and its handling of bounds, element by element: one call of
+    ``call`` per coordinate (two with "3-point") moves that coordinate of
+    every row, so each row gets the bits ``approx_derivative`` gives it alone.
+    """
+    m, n = X.shape
+    eps = np.finfo(X.dtype).eps  # f0 is float64, so the step follows x0's dtype
+    with np.errstate(all="ignore"):  # stopped rows may hold infinities: their rows are unused
+        sign = (X >= 0).astype(float) * 2 - 1
+        if scheme == "2-point":
+            h = eps ** 0.5 * sign * np.maximum(1.0, np.abs(X))
+            one_sided = np.ones((m, n), dtype=bool)
+        else:
+            h = np.abs(eps ** (1 / 3) * sign * np.maximum(1.0, np.abs(X)))
+            one_sided = np.zeros((m, n), dtype=bool)
+        if lower is not None:
+            h, one_sided = _adjusted_steps(X, h, scheme, lower, upper, one_sided)
+    grads = np.empty((m, n))
+    for i in range(n):
+        column, step = X[:, i], h[:, i]
+        if scheme == "2-point":
+            x1 = X.copy()
+            x1[:, i] = column + step
+            f1 = call(x1)
+            with np.errstate(all="ignore"):
+                grads[:, i] = (f1 - f0) / ((column + step) - column)
+            continue
+        sided = one_sided[:, i]
+        x1, x2 = X.copy(), X.copy()
+        with np.errstate(all="ignore"):
+            x1[:, i] = np.where(sided, column + step, column - step)
+            x2[:, i] = np.where(sided, column + 2 * step, column + step)
+        f1 = call(x1)
+        f2 = call(x2)
+        with np.errstate(all="ignore"):
+            dx = np.where(sided, x2[:, i] - column, x2[:, i] - x1[:, i])
+            df = np.where(sided, -3.0 * f0 + 4 * f1 - f2, f2 - f1)
+            grads[:, i] = df / dx
+    return grads
+
+
+def _adjusted_steps(X: np.ndarray, h: np.ndarray, scheme: str, lower: np.ndarray,
+                    upper: np.ndarray, one_sided: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's adjustment of the steps ``h`` to the bounds (``_adjust_scheme_to_bounds``).
+
+    Elementwise, so it applies to all rows at once; for an unbounded element
+    it changes nothing, as SciPy's shortcut for an unbounded vector does.
+    """
+    adjusted = h.copy()
+    lower_dist = X - lower
+    upper_dist = upper - X
+    if scheme == "2-point":
+        x = X + h
+        violated = (x < lower) | (x > upper)
+        fitting = np.abs(h) <= np.maximum(lower_dist, upper_dist)
+        adjusted[violated & fitting] *= -1
+        forward = (upper_dist >= lower_dist) & ~fitting
+        adjusted[forward] = upper_dist[forward]
+        backward = (upper_dist < lower_dist) & ~fitting
+        adjusted[backward] = -lower_dist[backward]
+        return adjusted, one_sided
+    one_sided = one_sided.copy()
+    central = (lower_dist >= h) & (upper_dist >= h)
+    forward = (upper_dist >= lower_dist) & ~central
+    adjusted[forward] = np.minimum(h[forward], 0.5 * upper_dist[forward])
+    one_sided[forward] = True
+    backward = (upper_dist < lower_dist) & ~central
+    adjusted[backward] = -np.minimum(h[backward], 0.5 * lower_dist[backward])
+    one_sided[backward] = True
+    min_dist = np.minimum(upper_dist, lower_dist)
+    adjusted_central = ~central & (np.abs(adjusted) <= min_dist)
+    adjusted[adjusted_central] = min_dist[adjusted_central]
+    one_sided[adjusted_central] = False
+    return adjusted, one_sided
+
+
+def _wrap_batch_callback(callback: Callable | None) -> Callable | None:
+    """``call(X, F, G, nit, active) -> stop`` in the two forms of :func:`_wrap_callback`.
+
+    ``nit`` holds each problem's steps so far and ``active`` whether it still runs.
+    """
+    if callback is None:
+        return None
+    try:
+        parameters = set(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):
+        parameters = set()
+    if parameters == {"intermediate_result"}:
+        def call(X, F, G, nit, active):
+            result = OptimizeResult(x=X.copy(), fun=F.copy(), jac=G.copy(), nit=nit,
+                                    active=active)
+            try:
+                callback(intermediate_result=result)
+            except StopIteration:
+                return True
+            return False
+    else:
+        def call(X, F, G, nit, active):
+            try:
+                callback(X.copy())
+            except StopIteration:
+                return True
+            return False
+    return call

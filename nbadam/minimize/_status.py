@@ -8,11 +8,14 @@ negative codes pass between the loops and never reach the result.
 
 from __future__ import annotations
 
+import numpy as np
 from scipy.optimize import OptimizeResult
 
 CONTINUE = -1          # a step was taken; evaluate the new point
 NEED_LR = -2           # the compiled loop used up its chunk of learning rates
 WRONG_JAC = -3         # the compiled loop: jac returned a gradient of the wrong size
+WRONG_FUN = -4         # the compiled batch loop: fun returned the wrong number of values
+ALL_STOPPED = -5       # the batch loops: every problem has stopped
 CONVERGED_GTOL = 0
 MAXITER_REACHED = 1
 CONVERGED_FTOL = 2
@@ -46,3 +49,15 @@ def print_summary(res: OptimizeResult) -> None:
     print(f"         Iterations: {res.nit:d}")
     print(f"         Function evaluations: {res.nfev:d}")
     print(f"         Gradient evaluations: {res.njev:d}")
+
+
+def print_batch_summary(res: OptimizeResult) -> None:
+    """``disp=True`` for :func:`nbadam.minimize_batch`: how many problems ended how."""
+    count = len(res.status)
+    print(f"{int(np.count_nonzero(res.success))} of {count} problems converged")
+    for code in sorted(set(res.status.tolist())):
+        print(f"  status {code} ({int(np.count_nonzero(res.status == code))}): "
+              f"{MESSAGES[code]}")
+    if count:
+        print(f"         Iterations: {int(res.nit.min())} to {int(res.nit.max())}")
+        print(f"         Function evaluations: {int(res.nfev.sum())}")
