@@ -155,7 +155,16 @@ def _module_sections_as_rubrics(app, what, name, obj, options, lines):
             lines[i], lines[i + 1] = f".. rubric:: {lines[i].strip()}", ""
 
 
+def _skip_scikit_learn_members(app, what, name, obj, skip, options):
+    """MLPClassifier's members that scikit-learn defines (get_params, set_fit_request, ...)
+    are scikit-learn's to document; their docstrings refer to its own glossary."""
+    if (getattr(obj, "__module__", None) or "").startswith("sklearn."):
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", _skip_scikit_learn_members)
     app.connect("autodoc-process-docstring", _module_sections_as_rubrics)
     app.connect("autodoc-process-docstring", _cut_options, priority=400)
     app.connect("autodoc-process-docstring", _render_options, priority=600)

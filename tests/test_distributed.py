@@ -223,7 +223,7 @@ def test_sharded_optimizer_hyperparameters_read_and_write_through():
     assert opt.lr == 0.1 and opt.amsgrad and opt.hyperparameters()["lr"] == 0.1
     opt.lr = 0.5
     assert opt.local.lr == 0.5 and opt.current_lr() == 0.5
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be >= 0"):
         opt.lr = -1.0
     with pytest.raises(AttributeError, match="cannot set 'params'"):
         opt.params = np.zeros(4)
@@ -249,7 +249,7 @@ def test_sharded_optimizer_nonfinite_policies(policy):
     ((np.zeros(3),), {}, TypeError, "optimizer class"),
     ((nbadam.Adam, np.zeros(3), "world"), {}, TypeError, "intracommunicator"),
     ((nbadam.Adam, np.zeros(3), COMM), {"device": "cuda"}, ValueError, "runs on the CPU"),
-    ((nbadam.Adam, np.zeros(3), COMM), {"lr": 0.0}, ValueError, "lr must be > 0"),
+    ((nbadam.Adam, np.zeros(3), COMM), {"lr": -1.0}, ValueError, "lr must be >= 0"),
     ((nbadam.Adam, [0.0, 1.0], COMM), {}, TypeError, "NumPy array"),
 ])
 def test_sharded_optimizer_refuses_bad_arguments(args, kwargs, error, message):

@@ -120,7 +120,13 @@ def converging_options(method, peak, steps, x_star):
     return options
 
 
-@pytest.mark.parametrize("method", METHODS)
+#: Rules that reach gtol=1e-8 on these problems.  Lion's fixed-size sign steps and
+#: Yogi's eps=1e-3 stall short of it (their convergence is tested at their own tolerance
+#: in tests/test_beyond_rules.py).
+CONVERGING = [method for method in METHODS if method not in ("lion", "yogi")]
+
+
+@pytest.mark.parametrize("method", CONVERGING)
 @pytest.mark.parametrize("problem", PROBLEMS)
 def test_converges_to_known_minimum(problem, method):
     fun, jac, x0, x_star, f_star, peak, steps = PROBLEMS[problem]
@@ -137,7 +143,7 @@ def logistic():
     return logistic_problem()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CONVERGING)
 def test_logistic_regression_matches_lbfgsb(logistic, method):
     loss_and_grad, w_star, loss_star = logistic
     res = minimize(loss_and_grad, np.zeros(5), jac=True, method=method,
@@ -304,8 +310,9 @@ def test_numba_fun_with_callback_runs_the_python_loop():
 
 # -- the SciPy contract -----------------------------------------------------------------
 def test_scipy_custom_method_gives_the_same_result():
-    options = {"lr": 0.02, "maxiter": 300, "betas": (0.8, 0.99)}
     for method in METHODS:
+        betas = (0.8, 0.99, 0.9) if method == "adan" else (0.8, 0.99)   # Adan has three
+        options = {"lr": 0.02, "maxiter": 300, "betas": betas}
         ours = minimize(rosen, [-1.2, 1.0], jac=rosen_der, method=method, tol=1e-4,
                         options=options)
         theirs = scipy.optimize.minimize(rosen, [-1.2, 1.0], jac=rosen_der, tol=1e-4,
@@ -576,8 +583,8 @@ def test_bad_inputs_raise_clear_errors():
         (dict(x0=np.ones((2, 2))), ValueError, "one-dimensional"),
         (dict(options={"maxiter": -1}), ValueError, "maxiter must be >= 0"),
         (dict(options={"maxiter": 2.5}), TypeError, "maxiter must be an integer"),
-        (dict(options={"lr": 0.0}), ValueError, "lr must be > 0"),
-        (dict(options={"lr": -1e-3}), ValueError, "lr must be > 0"),
+        (dict(options={"lr": -1e-300}), ValueError, "lr must be >= 0"),
+        (dict(options={"lr": -1e-3}), ValueError, "lr must be >= 0"),
         (dict(options={"betas": (0.9, 1.0)}), ValueError, r"betas\[1\] must be in \[0, 1\)"),
         (dict(options={"ftol_window": 0}), ValueError, "ftol_window must be >= 1"),
         (dict(jac="central"), ValueError, "jac must be a callable, True"),

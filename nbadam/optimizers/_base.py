@@ -54,7 +54,7 @@ class _Fixed(_Hyper):
 
 
 class _Running:
-    """A running scalar of the rule (NAdam's ``mu_product``), kept in float64 per group.
+    """A running scalar of the rule (a product of momentum terms), kept in float64 per group.
 
     Reading gives the first group's value (``opt.groups[k].scalars`` has each
     group's); setting sets it for every group.

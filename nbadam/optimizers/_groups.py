@@ -26,7 +26,7 @@ class ParamGroup(MutableMapping):
     ``group["params"]`` is the group's ``slice`` of the flat vector (fixed);
     every hyperparameter of the rule can be read, set (validated, from the next
     step on) or deleted (to follow the optimizer's value again).  Structural
-    hyperparameters (those that choose the state arrays, such as ``amsgrad``)
+    hyperparameters (flags that choose the state arrays)
     are the optimizer's for every group.
 
     Examples
@@ -34,8 +34,9 @@ class ParamGroup(MutableMapping):
     >>> import numpy as np
     >>> import nbadam
     >>> x = np.zeros(6)
-    >>> opt = nbadam.AdamW(x, lr=1e-2, groups=[{"params": slice(0, 4)},
-    ...                                        {"params": slice(4, 6), "weight_decay": 0.0}])
+    >>> opt = nbadam.Adam(x, lr=1e-2, weight_decay=0.01, decoupled_weight_decay=True,
+    ...                   groups=[{"params": slice(0, 4)},
+    ...                           {"params": slice(4, 6), "weight_decay": 0.0}])
     >>> opt.groups[1]["weight_decay"], opt.groups[0]["weight_decay"]
     (0.0, 0.01)
     >>> opt.groups[0]["lr"] = 0.0          # freeze the first four parameters
@@ -100,7 +101,7 @@ class ParamGroup(MutableMapping):
 
     @property
     def scalars(self) -> dict[str, float]:
-        """The rule's running scalars of this group (NAdam's ``mu_product``, ...)."""
+        """The rule's running scalars of this group (a product of momentum terms, ...)."""
         opt = self._optimizer
         return {name: float(value) for name, value in
                 zip(opt.rule.running, opt._running[self.index], strict=True)}

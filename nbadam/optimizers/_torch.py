@@ -31,7 +31,7 @@ class Adam(Optimizer):
     params : numpy.ndarray
         Flat, C-contiguous, writable float32 or float64 vector, updated in place.
     lr : float or callable, default 1e-3
-        Learning rate (> 0), or a schedule ``count -> lr`` (:mod:`nbadam.schedules`).
+        Learning rate (>= 0), or a schedule ``count -> lr`` (:mod:`nbadam.schedules`).
     betas : tuple of float, default (0.9, 0.999)
         Decay rates of the first and second moments, each in [0, 1).
     eps : float, default 1e-8
