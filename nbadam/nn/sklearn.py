@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, metadata_routing
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -146,6 +147,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     >>> clf.score(X, y) > 0.9, clf.predict([[1.0, 1.0]])
     (True, array(['same sign'], dtype='<U9'))
     """
+
+    # partial_fit's classes is an argument, not metadata for a meta-estimator to route, and
+    # score takes no sample weights here.
+    __metadata_request__partial_fit = {"classes": metadata_routing.UNUSED}
+    __metadata_request__score = {"sample_weight": metadata_routing.UNUSED}
 
     def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
                  activation: str = "relu", *, solver: str = "adam", alpha: float = 1e-4,
@@ -392,6 +398,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """The most probable class of each example, from ``classes_``."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of :meth:`predict` on ``(X, y)`` (weighted by ``sample_weight``)."""
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
+    def get_metadata_routing(self) -> Any:
+        """scikit-learn's metadata routing for this estimator: it requests no metadata."""
+        return super().get_metadata_routing()
 
     @property
     def coefs_(self) -> list[np.ndarray]:
