@@ -662,6 +662,21 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.weights[0].base is loaded.params
 
 
+def test_a_pickled_model_keeps_its_views_and_continues_alike():
+    import pickle
+
+    x, y = tiny_data(n=64)
+    model = MLP(TINY, seed=6)
+    model.fit(x, y, epochs=1, batch_size=16, schedule="constant", progress=False)
+    copy = pickle.loads(pickle.dumps(model))
+    assert all(w.base is copy.params for w in copy.weights + copy.biases)
+    assert all(g.base is copy.grad for g in copy.weight_grads + copy.bias_grads)
+    assert copy.optimizer.params is copy.params and copy.epochs_trained == 1
+    for each in (model, copy):
+        each.fit(x, y, epochs=1, batch_size=16, schedule="constant", progress=False)
+    np.testing.assert_array_equal(copy.params, model.params)
+
+
 def test_load_refuses_other_files(tmp_path):
     x, y = tiny_data(n=32)
     with pytest.raises(FileNotFoundError):
