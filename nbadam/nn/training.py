@@ -470,11 +470,12 @@ def fit(model: MLP, x: Any, y: Any, epochs: int = 10, batch_size: int = 128,
 
     early = None if early_stopping is None else {
         "patience": early_stopping, "monitor": monitor, "min_delta": min_delta}
-    run: dict[str, Any] = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
-                           "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels),
-                           "validation_split": validation_split, "l2": l2,
-                           "label_smoothing": label_smoothing, "early_stopping": early}
+    run: dict[str, Any] = {}  # what a checkpoint records of the run, and a resume compares
     if checkpoint is not None:
+        run = {"seed": seed, "shuffle": shuffle, "batch_size": batch_size,
+               "n_examples": int(x.shape[0]), "data_crc32": _fingerprint(x, labels),
+               "validation_split": validation_split, "l2": l2,
+               "label_smoothing": label_smoothing, "early_stopping": early}
         _check_savable_lr(opt)
     if comm is not None:
         distributed.check_same(comm, {
