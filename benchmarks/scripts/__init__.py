@@ -8,7 +8,10 @@ These are not asv benchmarks: asv imports this package with the rest of
   roofline (CPU and GPU tables, plots); :mod:`._peers` holds the peers it
   times, which the asv suites reuse.
 * :mod:`.gpu_step` -- one GPU step against torch's fused Adam and a copy.
+* :mod:`.groups_cost` -- parameter groups, clipping and the EMA against a plain step.
 * :mod:`.minimize_speed` -- the Python loop's overhead and the compiled loop.
+* :mod:`.mlp_compare` -- MNIST against PyTorch and scikit-learn: s/epoch, accuracy,
+  time to 98%.
 * :mod:`.mlp_vs_torch` -- MNIST epochs, memory and fused ops against PyTorch.
 * :mod:`.mpi_scaling` -- data-parallel training on 1 and 2 MPI ranks.
 * :mod:`.nonfinite_cost` -- the cost of ``nonfinite="skip"`` and ``"raise"``.
