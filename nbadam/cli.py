@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                        help="learning rate over the run: cosine decay from --lr to 0 over "
                             "all steps, or constant (default: cosine)")
+    mnist.add_argument("--clip-grad-norm", type=_positive_float, default=None, metavar="MAX",
+                       help="scale each gradient to an L2 norm of at most MAX (default: off)")
+    mnist.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
+                       help="keep an exponential moving average of the weights with this "
+                            "decay, and report and save the averaged model (default: off)")
     mnist.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
                        help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
     mnist.add_argument("--validation-split", type=_fraction, default=None, metavar="F",
@@ -320,8 +325,11 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
                   flush=True)
         clock["epoch"] = now
 
+    extras = {key: value for key, value in (("clip_grad_norm", args.clip_grad_norm),
+                                            ("ema", args.ema)) if value is not None}
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
+                        optimizer_options=extras or None,
                         label_smoothing=args.label_smoothing, early_stopping=args.early_stopping,
                         monitor=args.monitor, min_delta=args.min_delta, seed=args.seed,
                         progress=not args.no_progress, callback=report,
@@ -330,12 +338,15 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
     elapsed = time.perf_counter() - clock["start"]
     if not lead:
         return 0
+    if args.ema is not None:
+        model = model.averaged()          # reported and saved: the averaged weights
     final = model.evaluate(x_test, y_test)
     kept = ""
     if history.best_epoch is not None:
         how = "stopped early" if history.stopped_early else "all epochs run"
         kept = f" (kept epoch {history.best_epoch}, best {args.monitor}; {how})"
-    print(f"test accuracy: {final['accuracy']:.4f} (test loss {final['loss']:.4f}) after "
+    averaged = " with the averaged weights" if args.ema is not None else ""
+    print(f"test accuracy{averaged}: {final['accuracy']:.4f} (test loss {final['loss']:.4f}) after "
           f"{history.epoch[-1] if history.epoch else 0} epochs{kept} in {elapsed:.1f} s")
     if args.save is not None:
         model.save(args.save)

@@ -866,3 +866,56 @@ def test_optimizer_instance_must_drive_the_model():
 def test_bad_model_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
         MLP(**kwargs)
+
+
+# -- groups, clipping and the parameter average in training -------------------------------
+def test_layer_slices_tile_the_parameters():
+    model = MLP(TINY)
+    slices = model.layer_slices()
+    assert len(slices) == len(TINY) - 1
+    stops = [s.stop for layer in slices for s in (layer["weights"], layer["bias"])]
+    starts = [s.start for layer in slices for s in (layer["weights"], layer["bias"])]
+    assert starts[0] == 0 and stops[-1] == model.params.size and starts[1:] == stops[:-1]
+    for layer, weights, bias in zip(slices, model.weights, model.biases, strict=True):
+        assert np.shares_memory(model.params[layer["weights"]], weights)
+        assert model.params[layer["bias"]].size == bias.size
+
+
+def test_weight_decay_leaves_the_biases_alone():
+    x, y = tiny_data()
+    model = MLP(TINY, dtype=np.float64)
+    model.fit(x, y, epochs=1, optimizer="adamw", optimizer_options={"weight_decay": 0.5},
+              progress=False)
+    groups = model.optimizer.groups
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.0] * (len(TINY) - 1)
+    plain = MLP(TINY, dtype=np.float64)
+    plain.fit(x, y, epochs=1, optimizer="adam", progress=False)
+    assert len(plain.optimizer.groups) == 1          # no decay: one group, one launch
+
+
+def test_fine_tuning_the_last_layer_keeps_the_others_bit_for_bit():
+    x, y = tiny_data(n=60)
+    model = MLP(TINY, dtype=np.float64)
+    model.fit(x, y, epochs=2, progress=False)
+    before = model.params.copy()
+    *hidden, last = model.layer_slices()
+    groups = [{"params": part, "lr": 0.0} for layer in hidden for part in layer.values()]
+    groups += [{"params": part} for part in last.values()]
+    opt = nbadam.Adam(model.params, lr=1e-2, groups=groups)
+    model.fit(x, 1 - y % 2, epochs=2, optimizer=opt, progress=False)
+    frozen = slice(0, last["weights"].start)
+    np.testing.assert_array_equal(model.params[frozen], before[frozen])
+    assert not np.array_equal(model.params[last["weights"]], before[last["weights"]])
+
+
+def test_averaged_model_and_clipping_from_fit():
+    x, y = tiny_data()
+    model = MLP(TINY, dtype=np.float64)
+    with pytest.raises(ValueError, match="ema"):
+        model.averaged()
+    model.fit(x, y, epochs=2, progress=False,
+              optimizer_options={"ema": 0.9, "clip_grad_norm": 0.5})
+    averaged = model.averaged()
+    np.testing.assert_array_equal(averaged.params, model.optimizer.ema_params)
+    assert not np.shares_memory(averaged.params, model.params)
+    assert model.optimizer.last_grad_norm > 0

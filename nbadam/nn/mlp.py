@@ -187,6 +187,52 @@ class MLP:
         """Number of classes (width of the output layer)."""
         return self.sizes[-1]
 
+    def layer_slices(self) -> list[dict[str, slice]]:
+        """Where each layer's weights and bias lie in :attr:`params`, for ``groups=``.
+
+        One dict per layer, ``{"weights": slice, "bias": slice}``, in order.
+
+        Examples
+        --------
+        >>> import nbadam
+        >>> model = nbadam.MLP((4, 3, 2))
+        >>> model.layer_slices()[1]
+        {'weights': slice(15, 21, None), 'bias': slice(21, 23, None)}
+        >>> *hidden, last = model.layer_slices()     # fine-tune the last layer only:
+        >>> groups = [{"params": part, "lr": 0.0} for layer in hidden for part in layer.values()]
+        >>> groups += [{"params": part} for part in last.values()]
+        >>> opt = nbadam.Adam(model.params, lr=1e-3, groups=groups)
+        """
+        slices, start = [], 0
+        shapes = _layer_shapes(self.sizes)
+        for weights, bias in zip(shapes[::2], shapes[1::2], strict=True):
+            middle = start + math.prod(weights)
+            stop = middle + bias[0]
+            slices.append({"weights": slice(start, middle), "bias": slice(middle, stop)})
+            start = stop
+        return slices
+
+    def averaged(self) -> MLP:
+        """A copy of the model with the parameter average of its optimizer (``ema=``).
+
+        ``fit(..., optimizer_options={"ema": 0.999})`` keeps an exponential
+        moving average of the weights; evaluate or save this copy to use it.
+        The model itself keeps training from its own weights.
+
+        Raises
+        ------
+        ValueError
+            If the model has no optimizer with ``ema`` (train it with one first).
+        """
+        opt = self.optimizer
+        average = getattr(opt, "ema_params", None)
+        if average is None:
+            raise ValueError("the model's optimizer keeps no parameter average: train with "
+                             "fit(..., optimizer_options={'ema': 0.999}) first")
+        copy = MLP(**self.config())
+        copy.params[...] = average
+        return copy
+
     @property
     def optimizer(self) -> Any:
         """The optimizer the next :meth:`fit` continues with (``None`` before the first)."""

@@ -103,12 +103,26 @@ def make_optimizer(model: MLP, optimizer: Any, lr: Any, options: dict[str, Any] 
     kwargs = {**options, **fixed}
     if lr is not None:
         kwargs["lr"] = lr
+    if "groups" not in kwargs and shard_comm is None:
+        kwargs["groups"] = _no_decay_on_biases(model, rule, kwargs)
     try:
         if shard_comm is not None:
             return distributed.ShardedOptimizer(cls, model.params, shard_comm, **kwargs)
         return cls(model.params, **kwargs)
     except TypeError as exc:
         raise TypeError(f"optimizer_options for {optimizer!r}: {exc}") from None
+
+
+def _no_decay_on_biases(model: MLP, rule: rules.Rule, kwargs: dict[str, Any]) -> Any:
+    """Groups that keep weight decay off the biases, as is standard; None when there is
+    no weight decay (one group then, one launch per step)."""
+    decay = kwargs.get("weight_decay", rule.defaults.get("weight_decay", 0.0))
+    if not decay:
+        return None
+    groups = []
+    for layer in model.layer_slices():
+        groups += [{"params": layer["weights"]}, {"params": layer["bias"], "weight_decay": 0.0}]
+    return groups
 
 
 class Trainer:
