@@ -93,14 +93,14 @@ def is_compiled(func) -> bool:
 @numba.njit(**_OPTIONS)
 def inf_norm(g):
     """``max |g_i|`` (0 for an empty vector); NaN when ``g`` holds a NaN."""
+    # Without branches on the data: a third faster on short vectors.
     norm = 0.0
+    nan = False
     for i in range(g.size):
         a = abs(g[i])
-        if a > norm:
-            norm = a
-        elif a != a:
-            return math.nan
-    return norm
+        norm = a if a > norm else norm
+        nan |= a != a
+    return math.nan if nan else norm
 
 
 @numba.njit(**_OPTIONS)
@@ -151,6 +151,22 @@ def decide(f, gnorm, nit, stop, scalars, settings):
     run, and whether ``f`` is the lowest finite value so far (the caller then
     keeps the point, with ``return_best``).
     """
+    return decide_at(f, gnorm, nit, ring_slot(nit, settings), stop, scalars, settings)
+
+
+@numba.njit(**_OPTIONS)
+def ring_slot(nit, settings):
+    """The slot of point ``nit`` in the ring of the last ``ftol_window + 1`` values."""
+    return nit % (settings[FTOL_WINDOW] + 1)
+
+
+@numba.njit(**_OPTIONS)
+def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
+    """:func:`decide`, given the ring slot of point ``nit`` (:func:`ring_slot`).
+
+    The stopping rules, written once.  A batch computes the slot once per
+    step for all its problems: the integer division costs more than the rest.
+    """
     scalars[GNORM] = gnorm
     finite = math.isfinite(f) and math.isfinite(gnorm)
     improved = finite and f < scalars[BEST_F]
@@ -158,7 +174,7 @@ def decide(f, gnorm, nit, stop, scalars, settings):
         scalars[BEST_F] = f
     window = settings[FTOL_WINDOW]
     history = scalars[HISTORY:]
-    history[nit % (window + 1)] = f
+    history[slot] = f
     if stop:
         return CALLBACK_STOP, improved
     if not finite:
@@ -179,7 +195,13 @@ def observe(x, g, f, nit, stop, best, scalars, settings):
 
     Returns ``CONTINUE`` or the status that ends the run; see :func:`decide`.
     """
-    status, improved = decide(f, inf_norm(g), nit, stop, scalars, settings)
+    return observe_at(x, g, f, nit, ring_slot(nit, settings), stop, best, scalars, settings)
+
+
+@numba.njit(**_OPTIONS)
+def observe_at(x, g, f, nit, slot, stop, best, scalars, settings):
+    """:func:`observe`, given the ring slot of point ``nit`` (see :func:`decide_at`)."""
+    status, improved = decide_at(f, inf_norm(g), nit, slot, stop, scalars, settings)
     if improved and settings[RETURN_BEST] != 0:
         _copy(best[0], x)
         _copy(best[1], g)
@@ -459,9 +481,9 @@ def _for_rows(func: Any, **pieces: Any) -> Any:
 
 _row_copy = _for_rows(_copy)
 _row_project = _for_rows(project)
-_row_decide = _for_rows(decide, _settled=_for_rows(_settled))
-_row_observe = _for_rows(observe, decide=_row_decide, inf_norm=_for_rows(inf_norm),
-                         _copy=_row_copy)
+_row_decide_at = _for_rows(decide_at, _settled=_for_rows(_settled))
+_row_observe_at = _for_rows(observe_at, decide_at=_row_decide_at,
+                            inf_norm=_for_rows(inf_norm), _copy=_row_copy)
 
 
 @numba.njit(**_ROWS)
@@ -473,9 +495,11 @@ def observe_rows(X, G, F, rows, nit, stop, best, scalars, settings, status, nits
     continue.
     """
     count = 0
+    slot = ring_slot(nit, settings[0]) if rows.size else 0  # ftol_window is the batch's
     for j in range(rows.size):
         k = rows[j]
-        code = _row_observe(X[k], G[k], F[k], nit, stop, best[k], scalars[k], settings[k])
+        code = _row_observe_at(X[k], G[k], F[k], nit, slot, stop, best[k], scalars[k],
+                               settings[k])
         status[k] = code
         if code == CONTINUE:
             count += 1
@@ -532,9 +556,11 @@ def decide_rows(F, gnorms, nit, stop, rows, scalars, settings, status, nits, imp
     kept; returns how many continue.
     """
     count = 0
+    slot = ring_slot(nit, settings[0]) if rows.size else 0
     for j in range(rows.size):
         k = rows[j]
-        code, better = _row_decide(F[k], gnorms[k], nit, stop, scalars[k], settings[k])
+        code, better = _row_decide_at(F[k], gnorms[k], nit, slot, stop, scalars[k],
+                                      settings[k])
         status[k] = code
         improved[k] = 1 if better and settings[k, RETURN_BEST] != 0 else 0
         if code == CONTINUE:
