@@ -16,6 +16,10 @@ of two loops over the Numba code of :mod:`._compiled` (or, with
 
 The two loops give bit-identical results, and their updates are
 bit-identical to those of the optimizer classes' ``step``.
+
+:func:`minimize_batch` runs K independent problems in one call, with the
+same pieces row by row (:mod:`._batch`; its GPU loop is :mod:`._batch_device`),
+so that row ``k`` is what :func:`minimize` gives on problem ``k`` alone.
 """
 
 from __future__ import annotations

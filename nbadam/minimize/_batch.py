@@ -95,17 +95,16 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
     if opts["parallel"] is not None:
         opts["parallel"] = _validate.flag("parallel", opts["parallel"])
     lower, upper = _normalize_batch_bounds(bounds, K, n)
+    device = None
     if opts["device"] == "cuda":
-        from . import _batch_device
-        _batch_device.check(jac, bounds, opts)
+        from . import _batch_device as device
+        device.check(jac, bounds, opts)
     batch = _Batch.pack(rule, opts, per_problem, X, lower, upper)
     if K == 0:
         return _result(batch, X, np.empty(0), np.empty((0, n), X.dtype), None)
-    counted = None
-    if opts["device"] == "cuda":
-        from . import _batch_device
-        X, F, G = _batch_device.run(fun, X, args, jac, callback, batch)
-        return _finish(batch, X, F, G, counted, opts)
+    if device is not None:
+        X, F, G = device.run(fun, X, args, jac, callback, batch)
+        return _finish(batch, X, F, G, None, opts)
     if lower is not None:
         _compiled.project_rows(X, batch.rows(), batch.status, batch.bounds)
 
@@ -143,7 +142,6 @@ class _Batch:
     loops: _compiled.Loops
     shared: bool            # one set of scalars per step for all problems (step_shared)
     hypers: Any             # the hyperparameter tuple (shared), or a typed list of them
-    hyper_values: list      # the same, a Python list (the GPU loop)
     hyper_of: np.ndarray    # int64 (K,): problem k has hypers[hyper_of[k]]
     state: tuple            # the update's state arrays, flat (K * n), the iterate's dtype
     running: np.ndarray     # float64 (1 or K, r): the rule's running scalars
@@ -196,8 +194,7 @@ class _Batch:
         scalars, settings = _compiled.pack(opts, n, lower is not None)
         return cls(update=update, loops=_compiled.loops(update), shared=shared,
                    hypers=hyper_values[0] if shared else List(hyper_values),
-                   hyper_values=hyper_values, hyper_of=hyper_of,
-                   state=state, running=running,
+                   hyper_of=hyper_of, state=state, running=running,
                    best=np.zeros((K, 2, n if opts["return_best"] else 0), dtype),
                    bounds=_bounds_array(lower, upper, dtype),
                    scalars=np.tile(scalars, (K, 1)), settings=np.tile(settings, (K, 1)),
