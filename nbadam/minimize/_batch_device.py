@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import _launch, _validate
 from .._kernels._build import compile_family, source_digest, specialized
-from . import _compiled, _status
+from . import _compiled, _device, _status
 from ._inputs import _batch_values, _wrap_batch_callback
 
 if TYPE_CHECKING:
@@ -39,20 +39,9 @@ if TYPE_CHECKING:
 
 
 def check(jac: Any, bounds: Any, opts: dict[str, Any]) -> None:
-    """Refuse, with the reason, what the batched device loop cannot do (no GPU needed)."""
-    if not (jac is True or callable(jac)):
-        raise ValueError(
-            f"options['device']='cuda' needs jac to be a callable returning a device "
-            f"array, or True (fun returns (values, gradients)); got jac={jac!r}. Finite "
-            "differences would evaluate fun n times per step on the host: use device='cpu'")
-    if bounds is not None:
-        raise ValueError("bounds are not supported with options['device']='cuda' (the "
-                         "projection runs on the CPU only); use device='cpu' for a "
-                         "bounded problem")
-    if opts["compiled"] is True:
-        raise ValueError("options['compiled']=True does not apply with "
-                         "options['device']='cuda': the compiled loop is a CPU loop; "
-                         "leave compiled unset (or False)")
+    """Refuse, with the reason, what the batched device loop cannot do (no GPU needed):
+    what the single-problem device loop refuses, and ``active_only``."""
+    _device.check(jac, bounds, opts)
     if opts["active_only"]:
         raise ValueError("options['active_only']=True does not apply with "
                          "options['device']='cuda': fun receives every row of the device "
