@@ -44,6 +44,7 @@ import contextlib
 import functools
 import os
 import sys
+import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -603,6 +604,10 @@ for _name in _DELEGATED:
 del _name
 
 
+#: Seconds between printing the failure and ``MPI_Abort`` (see :func:`abort_on_error`).
+_ABORT_GRACE_S = 0.5
+
+
 @contextlib.contextmanager
 def abort_on_error(comm: Any, program: str = "nbadam") -> Iterator[None]:
     """End the whole MPI job if the block raises on this rank, rather than hang.
@@ -611,7 +616,9 @@ def abort_on_error(comm: Any, program: str = "nbadam") -> Iterator[None]:
     ``Allreduce``) that the failed rank will never join.  On an exception this
     prints one line to stderr naming the rank and the error, then calls
     ``comm.Abort(1)``, which makes ``mpiexec`` kill every rank and exit
-    non-zero.  On a single rank the exception propagates as usual.
+    non-zero.  The line is printed half a second before the abort, so that
+    ``mpiexec`` has forwarded it before it ends the job.  On a single rank
+    the exception propagates as usual.
 
     A rank that dies without an exception (killed, out of memory) is caught
     by ``mpiexec`` itself, which then ends the job; a rank that hangs is not:
@@ -637,6 +644,9 @@ def abort_on_error(comm: Any, program: str = "nbadam") -> Iterator[None]:
         print(f"{program}: rank {comm.Get_rank()} of {comm.Get_size()} failed: "
               f"{type(exc).__name__}: {message}; aborting all ranks", file=sys.stderr,
               flush=True)
+        # MPI_Abort tears the job down at once, and mpiexec's forwarding of this rank's
+        # stderr can lose a line still in flight: give it a moment to pass the line on.
+        time.sleep(_ABORT_GRACE_S)
         comm.Abort(1)
         raise  # not reached: Abort does not return
 
