@@ -261,3 +261,16 @@ def test_bad_device_gradients_are_refused(device_problem):
     res = nbadam.minimize(lambda x: cuda.to_device(np.array([fun(x)])), X0, jac=jac,
                           options={"device": "cuda", "maxiter": 3})
     assert isinstance(res.fun, float) and res.nit == 3
+
+
+@needs_gpu
+@pytest.mark.parametrize("method", ["adam", "lion"])
+def test_clip_grad_norm_matches_the_cpu(device_problem, method):
+    # The gradient's norm starts near 3.6 and shrinks: clipped early, not late.
+    fun, jac, _ = device_problem
+    res, ref = both(fun, jac, method, lr=0.1, maxiter=40, gtol=0, ftol=0, clip_grad_norm=1.0)
+    assert res.nit == 40
+    assert_same(res, ref)
+    unclipped = nbadam.minimize(cpu_fun, X0, method=method, jac=cpu_jac,
+                                options={"lr": 0.1, "maxiter": 40, "gtol": 0, "ftol": 0})
+    assert not np.array_equal(ref.x, unclipped.x)

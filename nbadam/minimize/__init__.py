@@ -538,6 +538,13 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         CuPy, PyTorch CUDA).  Needs a callable ``jac`` or ``jac=True``; no
         ``bounds`` and no ``compiled=True``.  A callback gets a host copy
         of ``x`` at each call.  The GPU page of the documentation has more.
+    clip_grad_norm : float or None
+        Before each step, scale the gradient by
+        ``min(1, clip_grad_norm / (norm + 1e-6))``, ``norm`` its L2 norm, as
+        ``torch.nn.utils.clip_grad_norm_`` and the optimizers'
+        ``clip_grad_norm`` do (>= 0; None does not clip).  Only the step
+        sees the scaled gradient: ``gtol``, ``jac`` in the result and the
+        callback see the gradient ``jac`` returned.
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {fun!r}")
@@ -592,6 +599,8 @@ class _Loop:
     settings: np.ndarray   # int64: maxiter, ftol_window, return_best, bounded
     lr: Any                # a number or a schedule
     maxiter: int
+    work: np.ndarray       # the clipped gradient (clip_grad_norm), or empty: no clipping
+    max_norm: float        # clip_grad_norm (infinity without clipping)
 
     @classmethod
     def pack(cls, rule: rules.Rule, opts: dict[str, Any], n: int, dtype: np.dtype,
@@ -608,7 +617,10 @@ class _Loop:
                    running=np.array(list(rule.running.values()), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),
                    bounds=bounds, scalars=scalars, settings=settings, lr=opts["lr"],
-                   maxiter=opts["maxiter"])
+                   maxiter=opts["maxiter"],
+                   work=np.empty(0 if opts["clip_grad_norm"] is None else n, dtype),
+                   max_norm=(math.inf if opts["clip_grad_norm"] is None
+                             else float(opts["clip_grad_norm"])))
 
 
 def _run_python(loop: _Loop, evaluate: Callable, callback: Callable | None,
@@ -624,8 +636,8 @@ def _run_python(loop: _Loop, evaluate: Callable, callback: Callable | None,
     while True:
         if schedule is not None:
             lr = _validate.scheduled_lr(schedule, nit) if nit < maxiter else 0.0
-        status = iterate(x, g, f, lr, nit, stop, state, best, bounds, hyper, running, scalars,
-                         settings)
+        status = iterate(x, g, loop.work, loop.max_norm, f, lr, nit, stop, state, best, bounds,
+                         hyper, running, scalars, settings)
         if status != _status.CONTINUE:
             return status, nit, f, g
         nit += 1
@@ -649,9 +661,10 @@ def _run_compiled(loop: _Loop, fun: Callable, jac: Any, args: tuple, x: np.ndarr
             lrs = np.array([_validate.scheduled_lr(schedule, k) for k in range(nit, nit + count)],
                            dtype=np.float64)
         try:
-            status, nit, f = _compiled.run(fun, jac, loop.loops.update, args, x, g, f, lrs, nit,
-                                           loop.state, loop.best, loop.bounds, loop.hyper,
-                                           loop.running, loop.scalars, loop.settings)
+            status, nit, f = _compiled.run(fun, jac, loop.loops.update, args, x, g, loop.work,
+                                           loop.max_norm, f, lrs, nit, loop.state, loop.best,
+                                           loop.bounds, loop.hyper, loop.running, loop.scalars,
+                                           loop.settings)
         except NumbaError as exc:  # raised while compiling, before any step
             if strict:
                 raise TypeError(f"compiled=True, but the loop does not compile for this fun, "

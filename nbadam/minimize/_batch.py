@@ -91,6 +91,10 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
     K, n = X.shape
     options, per_problem = _split_per_problem(rule, options, K)
     opts = _parse_options(rule, options, BATCH_OPTIONS)
+    if opts["clip_grad_norm"] is not None:
+        raise ValueError("options['clip_grad_norm'] is not supported by minimize_batch: its "
+                         "steps share one kernel launch over all problems; scale each "
+                         "problem's gradient row in jac, or call minimize per problem")
     opts["active_only"] = _validate.flag("active_only", opts["active_only"])
     if opts["parallel"] is not None:
         opts["parallel"] = _validate.flag("parallel", opts["parallel"])

@@ -208,6 +208,29 @@ def observe_at(x, g, f, nit, slot, stop, best, scalars, settings):
     return status
 
 
+_sum_squares = cpu.sum_squares.serial
+
+
+@numba.njit(**_OPTIONS)
+def clipped(g, work, max_norm):
+    """The gradient the step sees: ``g`` itself, or with ``work`` non-empty
+    (``clip_grad_norm``) ``work`` set to ``g * min(1, max_norm / (norm + 1e-6))``.
+
+    The norm and the scaling are those of :class:`nbadam.Optimizer` with
+    ``clip_grad_norm`` (the serial build of the same sum of squares, the factor
+    rounded once to the gradient's dtype), so the two take the same steps.  A
+    NaN norm makes the gradient NaN, as in torch.
+    """
+    if work.size == 0:
+        return g
+    ratio = max_norm / (math.sqrt(_sum_squares(g)) + 1e-6)
+    coef = ratio if ratio < 1.0 or ratio != ratio else 1.0
+    c = _in_dtype_of((coef,), g)[0]
+    for i in range(g.size):
+        work[i] = g[i] * c
+    return work
+
+
 @intrinsic
 def _in_dtype_of(typingctx, values, like):
     """The tuple ``values`` with every item cast to the dtype of array ``like``
@@ -233,11 +256,13 @@ def _update(x, g, state, hyper, running, lr, t):
     kernel(x, g, state, c)  # noqa: F821
 
 
-def _iterate(x, g, f, lr, nit, stop, state, best, bounds, hyper, running, scalars, settings):
+def _iterate(x, g, work, max_norm, f, lr, nit, stop, state, best, bounds, hyper, running,
+             scalars, settings):
     status = observe(x, g, f, nit, stop, best, scalars, settings)
     if status != CONTINUE:
         return status
-    update(x, g, state, hyper, running, lr, nit + 1)  # noqa: F821 (bound per update)
+    update(x, clipped(g, work, max_norm), state, hyper, running, lr,  # noqa: F821
+           nit + 1)
     if settings[BOUNDED] != 0:
         project(x, bounds[0], bounds[1])
     return CONTINUE
@@ -433,15 +458,16 @@ def _evaluate_typed(fun, jac, x, args):
 
 
 @numba.njit(cache=False, fastmath=False, boundscheck=False)
-def run(fun, jac, update, args, x, g, f, lrs, nit, state, best, bounds, hyper, running,
-        scalars, settings):
+def run(fun, jac, update, args, x, g, work, max_norm, f, lrs, nit, state, best, bounds, hyper,
+        running, scalars, settings):
     """The loop of :func:`nbadam.minimize` in nopython mode, over one chunk of ``lrs``.
 
     ``fun(x, *args)`` returns the objective, or ``(f, g)`` when ``jac`` is None;
     otherwise ``jac(x, *args)`` returns the gradient.  ``update`` is the
     rule's compiled update (:attr:`Loops.update`).  On entry ``f`` and ``g``
     hold the value and gradient at ``x``, not yet recorded.  ``lrs[k]`` is the
-    learning rate of step ``nit + k + 1``.
+    learning rate of step ``nit + k + 1``.  ``work`` and ``max_norm`` clip the
+    gradient each step sees (see :func:`clipped`).
 
     Returns
     -------
@@ -459,7 +485,7 @@ def run(fun, jac, update, args, x, g, f, lrs, nit, state, best, bounds, hyper, r
         status = observe(x, g, f, nit, False, best, scalars, settings)
         if status != CONTINUE:
             return status, nit, f
-        update(x, g, state, hyper, running, lrs[k], nit + 1)
+        update(x, clipped(g, work, max_norm), state, hyper, running, lrs[k], nit + 1)
         if settings[BOUNDED] != 0:
             project(x, bounds[0], bounds[1])
         nit += 1

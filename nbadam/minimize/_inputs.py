@@ -38,6 +38,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "disp": False,
     "compiled": None,
     "device": "cpu",
+    "clip_grad_norm": None,
 }
 
 #: Options of :func:`nbadam.minimize_batch` only, with their defaults.
@@ -281,6 +282,8 @@ def _parse_options(rule: rules.Rule, options: dict[str, Any],
     opts["ftol_window"] = _validate.integer("ftol_window", opts["ftol_window"], 1)
     if opts["compiled"] is not None:
         opts["compiled"] = _validate.flag("compiled", opts["compiled"])
+    if opts["clip_grad_norm"] is not None:
+        opts["clip_grad_norm"] = _validate.nonnegative("clip_grad_norm", opts["clip_grad_norm"])
     opts["device"] = device
     return opts
 

@@ -12,6 +12,7 @@ makes a class for any registered rule, including one a user registers.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -367,7 +368,7 @@ class Optimizer:
         """``min(1, max_norm / (norm + 1e-6))`` of ``torch.nn.utils.clip_grad_norm_``."""
         if self._clip is None:
             return 1.0
-        norm = _launch.sum_squares(grad, self._device) ** 0.5
+        norm = math.sqrt(_launch.sum_squares(grad, self._device))
         self.last_grad_norm = norm
         ratio = self._clip / (norm + 1e-6)
         # torch.clamp(ratio, max=1): a NaN norm makes every gradient NaN, as in torch.
