@@ -178,8 +178,11 @@ def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     # Keep the process's OpenMP set-up as it is (compare restores an unset policy).
     monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     results = compare.main(["--sizes", "1000", "2e3", "--repeat", "2", "--min-time", "0.001",
-                            "--out", str(tmp_path), "--no-torch", "--no-gpu"])
+                            "--out", str(tmp_path), "--no-torch", "--no-gpu",
+                            "--groups-sizes", "1000"])
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
+    assert "## Groups, gradient clipping" in text
+    assert "| 1,000 | 8 groups + clip + ema |" in text and "| 1,000 | plain |" in text
     assert "| 1,000 |" in text and "| 2,000 |" in text
     assert "nbadam / roofline" in text and "numpy / nbadam" in text
     if importlib.util.find_spec("matplotlib") is not None:
@@ -221,7 +224,7 @@ def test_compare_with_torch(tmp_path):
     # A process of its own: importing torch here would load its OpenMP runtime
     # into the test process and change how later tests pick Numba's threads.
     _run(["-m", "benchmarks.scripts.compare", "--sizes", "1000", "--repeat", "2",
-          "--min-time", "0.001", "--out", str(tmp_path), "--no-gpu"], tmp_path)
+          "--min-time", "0.001", "--out", str(tmp_path), "--no-gpu", "--groups-sizes"], tmp_path)
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
     assert "torch_fused" in text and "nbadam / torch fused" in text
 
@@ -246,7 +249,7 @@ for cls, args in [(bench_gpu.Step, ("adam", "float32", 1000)),
 print("gpu benchmarks ran")
 from benchmarks.scripts import compare
 compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
-              "--no-torch"])
+              "--no-torch", "--groups-sizes"])
 
 # gpu_step refuses to time the simulator; its launches are run here once each.
 import numpy as np

@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-gpu", action="store_true", help="leave the GPU table out")
     parser.add_argument("--no-cpu", action="store_true",
                         help="leave the CPU table out (GPU table only)")
+    parser.add_argument("--groups-sizes", type=_size, nargs="*", default=[1_000_000],
+                        metavar="N", help="sizes of the table of what parameter groups, "
+                        "clip_grad_norm and ema cost against the plain float32 Adam step "
+                        "(benchmarks.scripts.groups_cost; none to leave it out)")
     parser.add_argument("--rules", nargs="+", default=None, metavar="RULE",
                         help="rules in the table of every rule (default: all of "
                              "nbadam.rules.names()); 'none' leaves that table out")
@@ -365,6 +369,16 @@ def rules_section(results, yardstick: str) -> list[str]:
     return lines
 
 
+def groups_section(sizes, repeat: int, min_time: float) -> list[str]:
+    """What groups, clipping and the average cost per float32 Adam step, as ratios."""
+    from . import groups_cost
+    return ["", "## Groups, gradient clipping, parameter average (float32 Adam)", "",
+            "Each round times every variant once, in a new random order: 2 and 8 equal "
+            "groups (one launch each), `clip_grad_norm` active on every step, `ema`; "
+            "ratios are medians of the per-round ratios to the plain step.", "",
+            *groups_cost.table(sizes, repeat, max(min_time, 1e-3)), ""]
+
+
 def report(results, title, header, columns, ratios, extra) -> str:
     present = {name for stats in results.values() for name in stats}
     ratios = [r for r in ratios if r[1] in present and r[2] in present]
@@ -434,6 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
                       + [f"- {load_before} before, {_load()} after"], columns, ratios,
                       ["Targets:", ""] + target_lines(cpu))
         text += "\n".join(rules_section(by_rule, "roofline")) + ("\n" if by_rule else "")
+        if args.groups_sizes:
+            text += "\n".join(groups_section(args.groups_sizes, args.repeat, args.min_time))
         (args.out / "compare_cpu.md").write_text(text, encoding="utf-8")
         plot(cpu, args.out / "compare_cpu.png", f"Adam step, CPU, {args.dtype}")
         print(text)

@@ -61,21 +61,26 @@ def measure(n: int, repeat: int, min_time: float = 0.05) -> dict[str, list[float
     return samples
 
 
+def table(sizes, repeat: int, min_time: float = 0.05) -> list[str]:
+    """The markdown table of every variant at each size (see the module docstring)."""
+    lines = ["| n | variant | median (us) | / plain (median of paired ratios) |",
+             "|---:|:---|---:|---:|"]
+    for n in sizes:
+        samples = measure(n, repeat, min_time)
+        plain = np.array(samples["plain"])
+        for name, values in samples.items():
+            ratio = float(np.median(np.array(values) / plain))
+            lines.append(f"| {n:,} | {name} | {np.median(values) * 1e6:,.0f} | {ratio:.2f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scripts.groups_cost",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=_size, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args(argv)
-    print("| n | variant | median (us) | / plain (median of paired ratios) |")
-    print("|---:|:---|---:|---:|")
-    for n in args.sizes:
-        samples = measure(n, args.repeat)
-        plain = np.array(samples["plain"])
-        for name, values in samples.items():
-            ratio = float(np.median(np.array(values) / plain))
-            print(f"| {n:,} | {name} | {np.median(values) * 1e6:,.0f} | {ratio:.2f} |")
-
+    print("\n".join(table(args.sizes, args.repeat)))
 
 if __name__ == "__main__":
     main()
