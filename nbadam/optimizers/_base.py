@@ -287,6 +287,23 @@ class Optimizer:
                          device=self._device)
         return out
 
+    def restart_at(self, point: Any) -> None:
+        """Move the parameters, and the state arrays that start at them, to ``point``.
+
+        For a schedule-free rule (``z`` starts at the parameters) :meth:`eval_params`
+        is then ``point`` exactly, and training goes on from there with the
+        other state (second moments, running scalars) kept; for other rules it
+        only sets :attr:`params`.  Early stopping uses it to keep the best
+        epoch's averaged point.  ``point`` is a vector like :attr:`params` on
+        the optimizer's device.
+        """
+        _launch.copy_array(self._params, point, self._device)
+        for name in self._update.from_params:
+            for group in self._groups:
+                lo, hi = group.start, group.stop
+                _launch.copy_array(self._state[name][lo:hi], self._params[lo:hi],
+                                   self._device)
+
     def params_host(self) -> np.ndarray:
         """A NumPy copy of the parameters (waits for the GPU on ``device="cuda"``)."""
         return _launch.to_host(self._params, self._device)
