@@ -11,7 +11,7 @@ optimizer classes, the methods and options of :func:`nbadam.minimize`,
 Examples
 --------
 >>> from nbadam import rules
->>> rules.names()
+>>> rules.names()  # doctest: +NORMALIZE_WHITESPACE
 ('adam', 'adamw', 'amsgrad', 'nadam', 'adamax', 'radam', 'lion', 'adabelief', 'adan', 'yogi',
  'adamwschedulefree')
 >>> rule = rules.get("NAdam")

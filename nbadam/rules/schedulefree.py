@@ -1,4 +1,4 @@
-r"""Schedule-free AdamW (Defazio et al., 2024), as ``schedulefree.AdamWScheduleFree``.
+r"""Schedule-free Adam with decoupled decay (Defazio et al., 2024): ``schedulefree``'s optimizer.
 
 The parameters are the point :math:`y` where gradients are taken; ``z`` is
 the base (SGD-like) sequence and the averaged point :math:`x`, where the
@@ -118,7 +118,7 @@ def _betas(name, value):
     """A pair in [0, 1) whose beta1 is not 0: the averaged point divides by it."""
     beta1, beta2 = _validate.betas(value)
     if beta1 == 0.0:
-        raise ValueError("betas[0] must be in (0, 1) for schedule-free AdamW: the averaged "
+        raise ValueError("betas[0] must be in (0, 1) for AdamWScheduleFree: the averaged "
                          "point is lerp(y, z, 1 - 1/beta1); got 0.0")
     return beta1, beta2
 
@@ -137,7 +137,8 @@ def _lr_max(name, value):
 
 
 ADAMW_SCHEDULEFREE = Rule(
-    "adamwschedulefree", "Schedule-free AdamW (Defazio et al., 2024)", "AdamWScheduleFree",
+    "adamwschedulefree", "Schedule-free Adam, decay at y (Defazio et al., 2024)",
+    "AdamWScheduleFree",
     defaults={"lr": 2.5e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
               "warmup_steps": 0, "r": 0.0, "weight_lr_power": 2.0},
     updates=(UPDATE,), running={"lr_max": -1.0, "weight_sum": 0.0},
