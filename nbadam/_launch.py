@@ -123,6 +123,14 @@ def to_host(x, device: str = "cpu") -> np.ndarray:
     return x.copy()
 
 
+def copy_array(x, source, device: str = "cpu") -> None:
+    """Overwrite vector ``x`` with vector ``source``, both on ``device`` (no host round trip)."""
+    if device == "cuda":
+        x.copy_to_device(source)
+    else:
+        x[...] = source
+
+
 def copy_into(x, values, device: str = "cpu") -> None:
     """Overwrite vector ``x`` on ``device`` with the host array ``values``."""
     if device == "cuda":

@@ -310,7 +310,7 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
         # fit writes the checkpoint (every epoch, the default) before calling back.
         run.checkpoint_written = args.checkpoint is not None
         if split:
-            scores = model.evaluate(x_test, y_test)
+            scores = (model.averaged() if averaging else model).evaluate(x_test, y_test)
             tests["test_loss"].append(scores["loss"])
             tests["test_accuracy"].append(scores["accuracy"])
             measured = (f", val loss {logs['val_loss']:.4f}, val accuracy "
@@ -325,6 +325,10 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
                   flush=True)
         clock["epoch"] = now
 
+    # ema, or a schedule-free rule's average: the weights reported and saved.
+    from . import rules
+    averaging = (args.ema is not None
+                 or rules.get(args.optimizer).update({}).evaluation is not None)
     extras = {key: value for key, value in (("clip_grad_norm", args.clip_grad_norm),
                                             ("ema", args.ema)) if value is not None}
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
@@ -338,14 +342,14 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
     elapsed = time.perf_counter() - clock["start"]
     if not lead:
         return 0
-    if args.ema is not None:
+    if averaging:
         model = model.averaged()          # reported and saved: the averaged weights
     final = model.evaluate(x_test, y_test)
     kept = ""
     if history.best_epoch is not None:
         how = "stopped early" if history.stopped_early else "all epochs run"
         kept = f" (kept epoch {history.best_epoch}, best {args.monitor}; {how})"
-    averaged = " with the averaged weights" if args.ema is not None else ""
+    averaged = " with the averaged weights" if averaging else ""
     print(f"test accuracy{averaged}: {final['accuracy']:.4f} (test loss {final['loss']:.4f}) after "
           f"{history.epoch[-1] if history.epoch else 0} epochs{kept} in {elapsed:.1f} s")
     if args.save is not None:

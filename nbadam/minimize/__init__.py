@@ -35,7 +35,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 from scipy.optimize import OptimizeResult
 
-from .. import _validate, rules
+from .. import _launch, _validate, rules
 from . import _batch, _compiled, _status
 from ._inputs import (
     COMMON_OPTIONS,
@@ -162,6 +162,15 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
     ``gtol``; otherwise, with ``return_best`` (the default), those of the
     evaluated point with the lowest finite ``fun``, which after a non-finite
     stop is the last good point.
+
+    **Schedule-free rules** (whose update has an ``evaluation`` point) take their
+    gradients at ``y`` and average the iterates into ``x``: ``fun`` and
+    ``jac`` are evaluated at ``y`` (the point the callback gets) and the
+    stopping tests use those values, at no extra cost; the result's ``x`` is
+    the averaged point (projected onto the bounds, if any), and its ``fun``
+    and ``jac`` are evaluated there once more at the end (counted in
+    ``nfev`` and ``njev``, which are then ``nit + 2``).  ``return_best``
+    does not apply to them: the average is the answer.
 
     **Updates.**  Each step is that of the optimizer class of the same name
     (:class:`nbadam.Adam`, ...), bit for bit; the state starts at zero and
@@ -562,6 +571,7 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     loop = _Loop.pack(rule, opts, n, dtype, lower, upper)
     if lower is not None:
         _compiled.project(x, loop.bounds[0], loop.bounds[1])
+    loop.start_at(x)
 
     evaluate, counted = _evaluator(fun, jac, args, n, dtype, lower, upper)
     raw = _first_evaluation(fun, jac, args, x)
@@ -574,12 +584,19 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         result = _run_python(loop, evaluate, _wrap_callback(callback), x, f, g)
     status, nit, f, g = result
 
-    nfev = nit + 1 if counted is None else counted[0]
-    # A run that met gtol returns the point that met it, which is what its message says.
+    njev = nit + 1
     best_f = float(loop.scalars[_compiled.BEST_F])
-    if opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
+    if loop.update.evaluation is not None:
+        # A schedule-free rule reports its averaged point, and fun and jac there: one
+        # more evaluation.  The stopping tests saw fun and jac where the steps took them.
+        x = loop.evaluation_point(x, nit)
+        f, g = evaluate(x)
+        njev += 1
+    elif opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
+        # A run that met gtol returns the point that met it, which is what its message says.
         x, f, g = loop.best[0], best_f, loop.best[1]
-    res = _status.result(x.copy(), f, np.array(g, copy=True), nit, nfev, nit + 1, status)
+    nfev = njev if counted is None else counted[0]
+    res = _status.result(x.copy(), f, np.array(g, copy=True), nit, nfev, njev, status)
     if opts["disp"]:
         _status.print_summary(res)
     return res
@@ -601,6 +618,25 @@ class _Loop:
     maxiter: int
     work: np.ndarray       # the clipped gradient (clip_grad_norm), or empty: no clipping
     max_norm: float        # clip_grad_norm (infinity without clipping)
+    update: rules.Update   # the update the loops run
+
+    def start_at(self, x: np.ndarray) -> None:
+        """Copy the start point into the state arrays that start at the parameters."""
+        for name in self.update.from_params:
+            self.state[self.update.state.index(name)][...] = x
+
+    def evaluation_point(self, x: np.ndarray, nit: int) -> np.ndarray:
+        """The update's evaluation point (schedule-free's average) from ``x`` and the state,
+        projected onto the bounds; a new array."""
+        evaluation = self.update.evaluation
+        out = x.copy()
+        values = evaluation.scalars(self.hyper, self.running.copy(), 0.0, nit)
+        scalars = values if x.dtype == np.float64 else tuple(np.asarray(values, x.dtype))
+        _launch.step(evaluation, out.size, out, out, self.update.evaluation_state(self.state),
+                     scalars)
+        if self.bounds.shape[1]:
+            _compiled.project(out, self.bounds[0], self.bounds[1])
+        return out
 
     @classmethod
     def pack(cls, rule: rules.Rule, opts: dict[str, Any], n: int, dtype: np.dtype,
@@ -620,7 +656,8 @@ class _Loop:
                    maxiter=opts["maxiter"],
                    work=np.empty(0 if opts["clip_grad_norm"] is None else n, dtype),
                    max_norm=(math.inf if opts["clip_grad_norm"] is None
-                             else float(opts["clip_grad_norm"])))
+                             else float(opts["clip_grad_norm"])),
+                   update=update)
 
 
 def _run_python(loop: _Loop, evaluate: Callable, callback: Callable | None,

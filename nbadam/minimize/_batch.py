@@ -185,6 +185,10 @@ class _Batch:
                              "different updates; give the options that choose the update "
                              "one value for every problem")
         update = updates.pop()
+        if update.from_params or update.evaluation is not None:
+            raise ValueError(f"minimize_batch does not run method {rule.name!r}: its state "
+                             "starts at the parameters and it reports an averaged point; "
+                             "call minimize on each problem instead")
         hyper_values = list(hyper_index)
         starts = np.array([update.initial_values(h) for h in hyper_values],
                           dtype=np.float64).reshape(len(hyper_values), len(update.state))

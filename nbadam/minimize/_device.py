@@ -81,11 +81,18 @@ def run(fun: Callable[..., Any], x0: np.ndarray, args: tuple, jac: Any,
         if call is not None:
             stop = call(x.copy_to_host(), f, g.copy_to_host(), nit)
 
-    # A run that met gtol returns the point that met it, as on the CPU.
     best_f = float(scalars[_compiled.BEST_F])
-    if opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
+    evaluations = nit + 1
+    if opt.separate_eval_point:
+        # A schedule-free rule reports its averaged point and fun and jac there, as on the CPU.
+        x = opt.eval_params()
+        f, g = _evaluate(fun, jac, args, x, xk, n, dtype)
+        evaluations += 1
+    elif opts["return_best"] and status != _status.CONVERGED_GTOL and best_f < math.inf:
+        # A run that met gtol returns the point that met it, as on the CPU.
         x, f, g = best_x, best_f, best_g
-    res = _status.result(x.copy_to_host(), f, g.copy_to_host(), nit, nit + 1, nit + 1, status)
+    res = _status.result(x.copy_to_host(), f, g.copy_to_host(), nit, evaluations, evaluations,
+                         status)
     if opts["disp"]:
         _status.print_summary(res)
     return res

@@ -217,6 +217,8 @@ class MLP:
 
         ``fit(..., optimizer_options={"ema": 0.999})`` keeps an exponential
         moving average of the weights; evaluate or save this copy to use it.
+        With a schedule-free optimizer the copy holds its averaged point ``x``
+        (``eval_params()``), where ``fit`` also measures the validation scores.
         The model itself keeps training from its own weights.
 
         Raises
@@ -225,10 +227,14 @@ class MLP:
             If the model has no optimizer with ``ema`` (train it with one first).
         """
         opt = self.optimizer
-        average = getattr(opt, "ema_params", None)
+        if getattr(opt, "separate_eval_point", False):
+            average = opt.eval_params()   # a schedule-free rule's average x (not ema's)
+        else:
+            average = getattr(opt, "ema_params", None)
         if average is None:
             raise ValueError("the model's optimizer keeps no parameter average: train with "
-                             "fit(..., optimizer_options={'ema': 0.999}) first")
+                             "fit(..., optimizer_options={'ema': 0.999}) or a schedule-free "
+                             "optimizer first")
         copy = MLP(**self.config())
         copy.params[...] = average
         return copy

@@ -18,13 +18,14 @@ its checkpoint finishes with exactly the parameters of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -229,6 +230,11 @@ class Trainer:
         With ``comm`` each rank evaluates a contiguous shard and the sums are
         combined, so every rank gets the scores of the whole set.
         """
+        with at_eval_point(self.model, self.optimizer):
+            return self._evaluate(x, divisor, labels)
+
+    def _evaluate(self, x: np.ndarray, divisor: np.generic,
+                  labels: np.ndarray) -> dict[str, float]:
         if self.comm is None:
             return self.model._evaluate(self.work, x, divisor, labels)
         lo, hi = distributed.shard_bounds(x.shape[0], self.ranks, self.rank)
@@ -238,6 +244,21 @@ class Trainer:
             loss, correct = scores["loss"] * (hi - lo), round(scores["accuracy"] * (hi - lo))
         loss, correct = distributed.sum_over_ranks([loss, correct], self.comm)
         return {"loss": loss / x.shape[0], "accuracy": correct / x.shape[0]}
+
+
+@contextlib.contextmanager
+def at_eval_point(model: MLP, opt: Any) -> Iterator[None]:
+    """Inside, ``model.params`` hold ``opt``'s eval point (a schedule-free rule's average
+    ``x``); after, exactly the training weights ``y`` again.  A no-op for other rules."""
+    if not getattr(opt, "separate_eval_point", False):
+        yield
+        return
+    training = model.params.copy()
+    model.params[...] = opt.eval_params()
+    try:
+        yield
+    finally:
+        model.params[...] = training
 
 
 def _abort_job_on_error(fit_function: Callable) -> Callable:
@@ -643,18 +664,30 @@ class _EarlyStopping:
         self.model = model
         self.best_params = np.empty_like(model.params)
         self.best_epoch: int | None = None
+        self.last_epoch: int | None = None
         self.best = math.inf
 
     def update(self, epoch: int, value: float) -> None:
+        self.last_epoch = epoch
         if self.sign * value < self.best - self.min_delta:
             self.best, self.best_epoch = self.sign * value, epoch
-            np.copyto(self.best_params, self.model.params)
+            with at_eval_point(self.model, self.model.optimizer):   # the weights it scored
+                np.copyto(self.best_params, self.model.params)
 
     def exhausted(self, epochs_done: int) -> bool:
         return self.best_epoch is not None and epochs_done - self.best_epoch >= self.patience
 
     def restore(self) -> None:
-        if self.best_epoch is not None:
+        if self.best_epoch is None:
+            return
+        opt = self.model.optimizer
+        if getattr(opt, "separate_eval_point", False):
+            # A schedule-free rule's params are y and its best weights its average x: move
+            # y and z there, so that the eval point is the best weights.  Unless the last
+            # epoch was the best: then it already is, and training goes on undisturbed.
+            if self.best_epoch != self.last_epoch:
+                opt.restart_at(self.best_params)
+        else:
             np.copyto(self.model.params, self.best_params)
 
     def metadata(self) -> dict[str, Any]:

@@ -163,10 +163,13 @@ class Optimizer:
                        for name in self._update.state}
         for group in self._groups:
             starts = self._update.initial_values(group.hyper())
-            for array, start in zip(self._state.values(), starts, strict=True):
-                if start != 0.0:
-                    _launch.copy_into(array[group.start:group.stop],
-                                      np.full(group.size, start, self._dtype), self._device)
+            for (name, array), start in zip(self._state.items(), starts, strict=True):
+                lo, hi = group.start, group.stop
+                if name in self._update.from_params:   # starts at the group's parameters
+                    _launch.copy_array(array[lo:hi], params[lo:hi], self._device)
+                elif start != 0.0:
+                    _launch.copy_into(array[lo:hi], np.full(group.size, start, self._dtype),
+                                      self._device)
         self._state_arrays = tuple(self._state.values())
         self._ema = (None if self._ema_decay is None
                      else _launch.zeros(self._size, self._dtype, self._device))
@@ -251,6 +254,56 @@ class Optimizer:
     def device(self) -> str:
         """Where the update runs: ``"cpu"`` or ``"cuda"`` (fixed at construction)."""
         return self._device
+
+    @property
+    def separate_eval_point(self) -> bool:
+        """Whether :meth:`eval_params` differs from :attr:`params` (schedule-free rules)."""
+        return self._update.evaluation is not None
+
+    def eval_params(self) -> Any:
+        """A new array holding the point to evaluate and report the objective at.
+
+        For most rules that is a copy of :attr:`params`.  A schedule-free rule
+        takes gradients at :attr:`params` (its ``y``, the package's train mode)
+        and reports the average ``x`` (its eval mode): this computes ``x`` from
+        ``y`` and the state by the package's formula, bit for bit, and leaves
+        training undisturbed.  Elements in no group are copied as they are.
+        On ``device="cuda"`` the result is a Numba device array, like
+        :attr:`ema_params`.
+        """
+        out = _launch.zeros(self._size, self._dtype, self._device)
+        _launch.copy_array(out, self._params, self._device)
+        evaluation = self._update.evaluation
+        if evaluation is None:
+            return out
+        for group in self._groups:
+            values = evaluation.scalars(group.hyper(), group.running.copy(), 0.0,
+                                        self.step_count)
+            scalars = (values if self._dtype == np.float64
+                       else tuple(np.asarray(values, dtype=self._dtype)))
+            lo, hi = group.start, group.stop
+            state = tuple(array[lo:hi] for array in
+                          self._update.evaluation_state(self._state_arrays))
+            _launch.step(evaluation, group.size, out[lo:hi], out[lo:hi], state, scalars,
+                         device=self._device)
+        return out
+
+    def restart_at(self, point: Any) -> None:
+        """Move the parameters, and the state arrays that start at them, to ``point``.
+
+        For a schedule-free rule (``z`` starts at the parameters) :meth:`eval_params`
+        is then ``point`` exactly, and training goes on from there with the
+        other state (second moments, running scalars) kept; for other rules it
+        only sets :attr:`params`.  Early stopping uses it to keep the best
+        epoch's averaged point.  ``point`` is a vector like :attr:`params` on
+        the optimizer's device.
+        """
+        _launch.copy_array(self._params, point, self._device)
+        for name in self._update.from_params:
+            for group in self._groups:
+                lo, hi = group.start, group.stop
+                _launch.copy_array(self._state[name][lo:hi], self._params[lo:hi],
+                                   self._device)
 
     def params_host(self) -> np.ndarray:
         """A NumPy copy of the parameters (waits for the GPU on ``device="cuda"``)."""

@@ -1,6 +1,7 @@
-"""The classes of the rules beyond ``torch.optim``, with optax's numbers.
+"""The classes of the rules beyond ``torch.optim``, with optax's and schedulefree's numbers.
 
-Lion, AdaBelief, Adan and Yogi compute what optax's optimizers of the same
+AdamWScheduleFree computes what ``schedulefree.AdamWScheduleFree`` computes, in
+its order of operations.  Lion, AdaBelief, Adan and Yogi compute what optax's optimizers of the same
 names compute, in optax's order of operations (float64 agrees to the last
 ulps); their arguments are named in torch's style (``lr``, ``betas``,
 ``eps``, ``weight_decay``).  Each class only gives its rule
@@ -17,7 +18,7 @@ import numpy as np
 from .. import rules
 from ._base import LearningRate, Optimizer
 
-__all__ = ["Lion", "AdaBelief", "Adan", "Yogi"]
+__all__ = ["Lion", "AdaBelief", "Adan", "Yogi", "AdamWScheduleFree"]
 
 
 class Lion(Optimizer):
@@ -252,3 +253,76 @@ class Yogi(Optimizer):
                          clip_grad_norm=clip_grad_norm, ema=ema)
 
 
+
+
+class AdamWScheduleFree(Optimizer):
+    r"""Schedule-free AdamW (Defazio et al., 2024), as ``schedulefree.AdamWScheduleFree``.
+
+    No learning-rate schedule is needed: the iterate is an average whose
+    weights grow with the learning rate.  With :math:`c_t = w_t / \sum_{s\le t} w_s`,
+    :math:`w_t = t^r \gamma_{\max}^p` and the normalised gradient
+    :math:`u_t = g_t / (\sqrt{v_t/(1-\beta_2^t)} + \epsilon) + \lambda y_{t-1}`:
+
+    .. math::
+
+        y_t &= \operatorname{lerp}(y_{t-1}, z_{t-1}, c_t)
+               + \gamma_t\bigl(\beta_1(1 - c_t) - 1\bigr) u_t, \qquad
+        z_t = z_{t-1} - \gamma_t u_t \\
+        x_t &= \operatorname{lerp}(y_t, z_t, 1 - 1/\beta_1)
+
+    :attr:`params` hold :math:`y`, where gradients are taken (the package's
+    train mode); :meth:`eval_params` returns a new array with the average
+    :math:`x`, where the loss is reported (its eval mode), without disturbing
+    training.  State ``z`` (starting as a copy of the parameters) and
+    ``exp_avg_sq``; running scalars ``lr_max`` and ``weight_sum``.
+
+    Parameters
+    ----------
+    params : numpy.ndarray
+        Flat, C-contiguous, writable float32 or float64 vector, updated in place.
+    lr : float or callable, default 2.5e-3
+        Learning rate (>= 0), or a schedule ``count -> lr`` (:mod:`nbadam.schedules`),
+        multiplied by the warmup.
+    betas : tuple of float, default (0.9, 0.999)
+        ``beta1`` in (0, 1), the interpolation of ``y`` between ``z`` and ``x``,
+        and ``beta2`` in [0, 1), the decay rate of the second moment.
+    eps : float, default 1e-8
+        Added to the square root (>= 0).
+    weight_decay : float, default 0
+        :math:`\lambda`, added to the normalised gradient at ``y`` (>= 0).
+    warmup_steps : int, default 0
+        Linear warmup: step ``t`` uses ``lr * min(1, t / warmup_steps)``.
+    r : float, default 0
+        Polynomial weighting ``t**r`` of the average (>= 0).
+    weight_lr_power : float, default 2
+        The average weights each step by ``lr_max**weight_lr_power`` (>= 0).
+    maximize, nonfinite, device, groups, clip_grad_norm, ema
+        As for :class:`~nbadam.Adam`: maximise the objective (the gradient
+        is negated), what a non-finite gradient does, where the update runs,
+        parameter groups, gradient clipping fused into the update, and an
+        average of the parameters (of ``y``).
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nbadam
+    >>> y = np.array([3.0, -1.0])
+    >>> opt = nbadam.AdamWScheduleFree(y, lr=0.1)
+    >>> for _ in range(500):
+    ...     _ = opt.step(2.0 * y)
+    >>> x = opt.eval_params()          # the averaged point; y keeps training
+    >>> bool(np.abs(x).max() < 1e-2), sorted(opt.state)
+    (True, ['exp_avg_sq', 'z'])
+    """
+
+    rule = rules.get("adamwschedulefree")
+
+    def __init__(self, params: np.ndarray, lr: LearningRate = 2.5e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2.0, *, maximize: bool = False,
+                 nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
+                 clip_grad_norm: float | None = None, ema: float | None = None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
+                         maximize=maximize, nonfinite=nonfinite, device=device, groups=groups,
+                         clip_grad_norm=clip_grad_norm, ema=ema)

@@ -84,6 +84,17 @@ class Update:
     nonnegative : tuple of str
         State arrays that can never be negative (sums of squares, maxima of
         magnitudes): a checkpoint holding a negative value there is refused.
+    from_params : tuple of str
+        State arrays that start as a copy of the parameters instead of at a
+        number (schedule-free's ``z``); :attr:`initial` is not consulted for
+        them.  Each group's slice starts at that group's parameters.
+    evaluation : Update, optional
+        For a rule whose parameters are not the point to report (schedule-free
+        takes gradients at ``y`` and reports the average ``x``): the update that
+        turns a copy of the parameters into that point, in place.  Its
+        :attr:`state` names arrays of this update, which it reads only; its
+        scalar function takes the same arguments and must not change
+        ``running``.  None (the default) when the parameters are the point.
     element : callable
         A :func:`piece` ``element(i, param, grad, state, c)`` that updates
         element ``i`` of ``param`` and of the arrays of the tuple ``state``
@@ -99,6 +110,12 @@ class Update:
     element: Callable[..., None]
     nonnegative: tuple[str, ...] = ()
     initial: Callable[[tuple], tuple] | None = None
+    from_params: tuple[str, ...] = ()
+    evaluation: Update | None = None
+
+    def evaluation_state(self, state: tuple) -> tuple:
+        """The arrays of ``state`` (this update's, in its order) that :attr:`evaluation` reads."""
+        return tuple(state[self.state.index(name)] for name in self.evaluation.state)
 
     def initial_values(self, hyper: tuple) -> tuple[float, ...]:
         """The starting value of each state array for hyperparameters ``hyper``."""
@@ -117,6 +134,12 @@ class Update:
                                 "with nbadam.rules.piece")
         if not self.name.isidentifier():
             raise ValueError(f"update name {self.name!r} must be a Python identifier")
+        unknown = [name for name in (*self.from_params,
+                                     *(self.evaluation.state if self.evaluation else ()))
+                   if name not in self.state]
+        if unknown:
+            raise ValueError(f"update {self.name!r}: from_params and evaluation name state "
+                             f"arrays it does not have: {', '.join(map(repr, unknown))}")
 
     def __repr__(self) -> str:
         return f"Update({self.name!r}, state={self.state})"
