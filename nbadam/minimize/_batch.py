@@ -91,6 +91,11 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
     K, n = X.shape
     options, per_problem = _split_per_problem(rule, options, K)
     opts = _parse_options(rule, options, BATCH_OPTIONS)
+    if callable(opts["lr"]) and _validate.scheduled_beta1(opts["lr"], 0) is not None:
+        # The batch's loops share one set of hyperparameters for every step.
+        raise ValueError(f"minimize_batch does not change beta1 per step, but the lr schedule "
+                         f"{opts['lr']!r} sets it; pass cycle_momentum=False to "
+                         "schedules.one_cycle, or run nbadam.minimize per problem")
     opts["active_only"] = _validate.flag("active_only", opts["active_only"])
     if opts["parallel"] is not None:
         opts["parallel"] = _validate.flag("parallel", opts["parallel"])
