@@ -55,6 +55,17 @@ class LRFindResult:
         four times its minimum (or stopped being finite).
     num_it : int
         The steps asked for.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import nbadam
+    >>> res = nbadam.lr_find(lambda v: float(v @ v), np.ones(2), jac=lambda v: 2 * v,
+    ...                      start_lr=1e-4, num_it=50, suggest=("valley", "minimum"))
+    >>> sorted(res.suggestions), res.suggestion == res.suggestions["valley"]
+    (['minimum', 'valley'], True)
+    >>> res.lrs.flags.writeable
+    False
     """
 
     lrs: np.ndarray
