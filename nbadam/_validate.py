@@ -157,6 +157,24 @@ def scheduled_lr(schedule: Callable[[int], float], count: int) -> float:
     return value
 
 
+def scheduled_beta1(schedule: Callable[[int], float], count: int) -> float | None:
+    """The beta1 an lr schedule sets at ``count`` (its ``beta1`` method), checked; else None.
+
+    A schedule that drives beta1 (:func:`nbadam.schedules.one_cycle` with
+    ``cycle_momentum``) replaces the first of the rule's ``betas`` at every
+    step; any other callable returns None here.
+    """
+    method = getattr(schedule, "beta1", None)
+    value = None if method is None else method(count)
+    if value is None:
+        return None
+    try:
+        return unit_interval("beta1", value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the lr schedule {schedule!r} gave beta1 = {value!r} at step "
+                         f"{count}; beta1 must be in [0, 1)") from exc
+
+
 def params_vector(value: Any, name: str = "params") -> np.ndarray:
     """A writable, C-contiguous, 1-D float32/float64 NumPy array (used as is)."""
     if type(value) is not np.ndarray:

@@ -1,5 +1,8 @@
 """The ``nbadam`` command line: ``nbadam mnist`` trains an MLP on MNIST.
 
+``nbadam lr-find`` runs the learning-rate range test (:func:`nbadam.lr_find`)
+on the same MLP and data and prints the suggested rate.
+
 ``python -m nbadam`` is the same program.  Every error -- a bad argument, a
 missing file, a refused checkpoint, a model too large for memory -- ends the
 program with a one-line message on stderr and a non-zero exit status, never
@@ -162,7 +165,48 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--shard-optimizer", action="store_true",
                        help="with --distributed: split the optimizer state between the "
                             "ranks (ZeRO stage 1)")
+    _add_lr_find(commands, rules.names())
     return parser
+
+
+def _add_lr_find(commands: Any, rule_names: Sequence[str]) -> None:
+    """``nbadam lr-find``: the range test of :func:`nbadam.lr_find` on MNIST's MLP."""
+    from .lr_finder import SUGGESTIONS
+
+    find = commands.add_parser(
+        "lr-find", help="suggest a learning rate for the MNIST MLP (range test)",
+        description="Train the MNIST MLP (a copy) with a learning rate growing exponentially "
+                    "from --start-lr to --end-lr, print the suggested rate and draw the loss "
+                    "curve (fastai's lr_find).")
+    find.add_argument("--optimizer", choices=rule_names, default="adam", type=str.lower,
+                      help="update rule (default: adam)")
+    find.add_argument("--batch-size", type=_positive_int, default=128,
+                      help="examples per step (default: 128)")
+    find.add_argument("--start-lr", type=_positive_float, default=1e-7,
+                      help="the first learning rate (default: 1e-7)")
+    find.add_argument("--end-lr", type=_positive_float, default=10.0,
+                      help="the rate the range grows towards (default: 10)")
+    find.add_argument("--num-it", type=_positive_int, default=100,
+                      help="steps at most (>= 2; default: 100)")
+    find.add_argument("--no-stop-div", action="store_true",
+                      help="run all --num-it steps even when the loss diverges")
+    find.add_argument("--suggest", choices=tuple(SUGGESTIONS), nargs="+", default=["valley"],
+                      help="suggestion methods, the first one printed as the suggestion "
+                           "(default: valley)")
+    find.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
+                      help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
+    find.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
+                      help="hidden layer widths (default: 256,128)")
+    find.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
+                      help="hidden activation (default: relu)")
+    find.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                      help="parameter and arithmetic dtype (default: float32)")
+    find.add_argument("--seed", type=_nonnegative_int, default=0,
+                      help="seed of the initial weights and the data order (default: 0)")
+    find.add_argument("--subset", type=_positive_int, default=None, metavar="N",
+                      help="use the first N training images only")
+    find.add_argument("--plot", metavar="PATH", help="draw the loss against the learning "
+                      "rate (.png, .pdf, .svg; needs matplotlib)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = _Run()
     try:
         with _abort_job_on_error(args):
+            if args.command == "lr-find":
+                return _lr_find(args)
             return _mnist(args, run)
     except KeyboardInterrupt:
         saved = ""
@@ -360,4 +406,39 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
             history.update(tests)
         plot_history(history, args.plot)
         print(f"curves saved to {args.plot}")
+    return 0
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    """Run the range test on the MNIST MLP and print its suggestions."""
+    from .datasets import load_mnist
+    from .lr_finder import lr_find
+    from .nn import MLP
+    from .nn.plotting import require_matplotlib
+
+    if args.plot is not None:
+        require_matplotlib()
+        _check_output("--plot", args.plot)
+        _check_plot_format(args.plot)
+    model = MLP((784, *args.hidden, 10), activation=args.activation,
+                dtype=np.dtype(args.dtype), seed=args.seed)
+    (x_train, y_train), _ = load_mnist()
+    if args.subset is not None:
+        x_train, y_train = x_train[:args.subset], y_train[:args.subset]
+    print(f"range test of {model!r} on {len(x_train)} images: {args.optimizer}, batch "
+          f"{args.batch_size}, lr {args.start_lr:g} to {args.end_lr:g} over at most "
+          f"{args.num_it} steps", flush=True)
+    result = lr_find(model, x_train, y_train, optimizer=args.optimizer,
+                     start_lr=args.start_lr, end_lr=args.end_lr, num_it=args.num_it,
+                     stop_div=not args.no_stop_div, suggest=args.suggest,
+                     batch_size=args.batch_size, seed=args.seed,
+                     label_smoothing=args.label_smoothing)
+    ended = "diverged and stopped" if result.diverged else "ran"
+    print(f"{ended} after {len(result.lrs)} steps (lr {result.lrs[-1]:.3g})")
+    for name, lr in result.suggestions.items():
+        print(f"{name}: {lr:.3g}")
+    print(f"suggested learning rate: {result.suggestion:.3g} ({next(iter(result.suggestions))})")
+    if args.plot is not None:
+        result.save_plot(args.plot)
+        print(f"curve saved to {args.plot}")
     return 0

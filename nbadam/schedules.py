@@ -5,6 +5,8 @@ first step uses ``schedule(0)`` (as optax does).  Any callable ``count -> lr``
 may be passed as ``lr=`` to an optimizer or to :func:`nbadam.minimize`; the
 classes here add validation, a readable ``repr`` and serialisation into
 checkpoints (:func:`from_dict` rebuilds one from :meth:`Schedule.to_dict`).
+A schedule may also set beta1 at each step (:meth:`Schedule.beta1`), as
+:func:`one_cycle` does by default.
 
 Only the schedules of this module are serialised.  A subclass of
 :class:`Schedule` defined elsewhere (even one named like a built-in) is code,
@@ -75,6 +77,18 @@ class Schedule:
 
     def __call__(self, count: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def beta1(self, count: int) -> float | None:
+        """The beta1 this schedule sets at ``count``, or None to keep the rule's own.
+
+        An optimizer whose ``lr`` is a schedule calls this at every step as
+        it calls the schedule; a value replaces the first of the rule's
+        ``betas`` for that step (as torch's ``OneCycleLR`` with
+        ``cycle_momentum=True`` sets ``group["betas"]``).  Only
+        :class:`OneCycle` gives one; a rule without ``betas`` refuses a
+        schedule that does.
+        """
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The schedule as plain JSON-ready data (see :func:`from_dict`).
@@ -220,6 +234,10 @@ class OneCycle(Schedule):
     Starts at ``max_lr / div_factor``, rises to ``max_lr`` over
     ``pct_start * total_steps`` updates, then anneals to
     ``max_lr / (div_factor * final_div_factor)`` at ``total_steps - 1``.
+
+    With ``cycle_momentum`` (the default, as torch) it also gives beta1
+    (:meth:`beta1`): ``max_momentum`` where the rate is lowest, falling to
+    ``base_momentum`` at the peak and rising back, along the same cosines.
     """
 
     max_lr: float
@@ -227,6 +245,9 @@ class OneCycle(Schedule):
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1e4
+    cycle_momentum: bool = True
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
 
     def __post_init__(self):
         _store(self, max_lr=_validate.positive("max_lr", self.max_lr))
@@ -237,18 +258,38 @@ class OneCycle(Schedule):
         _store(self, pct_start=pct)
         _store(self, div_factor=_validate.positive("div_factor", self.div_factor))
         _store(self, final_div_factor=_validate.positive("final_div_factor", self.final_div_factor))
+        _store(self, cycle_momentum=_validate.flag("cycle_momentum", self.cycle_momentum))
+        _store(self, base_momentum=_validate.unit_interval("base_momentum", self.base_momentum))
+        _store(self, max_momentum=_validate.unit_interval("max_momentum", self.max_momentum))
 
-    def __call__(self, count: int) -> float:
+    def _phase(self, count: int) -> tuple[int, float]:
+        """The phase (0 rising, 1 annealing) of ``count`` and how far into it, as torch."""
         count = min(_count(count), self.total_steps - 1)
-        initial = self.max_lr / self.div_factor
-        final = initial / self.final_div_factor
         peak_at = float(self.pct_start * self.total_steps) - 1.0
         if count <= peak_at:
-            start, end, frac = initial, self.max_lr, count / peak_at if peak_at > 0 else 1.0
-        else:
-            span = (self.total_steps - 1) - peak_at
-            start, end, frac = self.max_lr, final, (count - peak_at) / span
-        return end + (start - end) / 2.0 * (1.0 + math.cos(math.pi * frac))
+            return 0, count / peak_at if peak_at > 0 else 1.0
+        return 1, (count - peak_at) / ((self.total_steps - 1) - peak_at)
+
+    def __call__(self, count: int) -> float:
+        phase, frac = self._phase(count)
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        start, end = (initial, self.max_lr) if phase == 0 else (self.max_lr, final)
+        return _cosine(start, end, frac)
+
+    def beta1(self, count: int) -> float | None:
+        """beta1 at ``count`` (None with ``cycle_momentum=False``: the rule's own)."""
+        if not self.cycle_momentum:
+            return None
+        phase, frac = self._phase(count)
+        if phase == 0:
+            return _cosine(self.max_momentum, self.base_momentum, frac)
+        return _cosine(self.base_momentum, self.max_momentum, frac)
+
+
+def _cosine(start: float, end: float, frac: float) -> float:
+    """torch's ``OneCycleLR._annealing_cos``: from ``start`` to ``end`` as ``frac`` goes 0 to 1."""
+    return end + (start - end) / 2.0 * (math.cos(math.pi * frac) + 1)
 
 
 def constant(value: float) -> Constant:
@@ -366,8 +407,9 @@ def warmup_cosine_decay(peak_value: float, warmup_steps: int, decay_steps: int,
 
 
 def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-              final_div_factor: float = 1e4) -> OneCycle:
-    """The one-cycle policy (see :class:`OneCycle`).
+              final_div_factor: float = 1e4, *, cycle_momentum: bool = True,
+              base_momentum: float = 0.85, max_momentum: float = 0.95) -> OneCycle:
+    """The one-cycle policy, cycling beta1 too by default (see :class:`OneCycle`).
 
     Parameters
     ----------
@@ -381,6 +423,14 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3, div_facto
         The cycle starts at ``max_lr / div_factor``.
     final_div_factor : float, default 1e4
         The cycle ends at ``max_lr / (div_factor * final_div_factor)``.
+    cycle_momentum : bool, default True
+        Also drive beta1, the first of the rule's ``betas``, inversely to the
+        rate (torch's ``OneCycleLR`` default); an optimizer whose rule has no
+        ``betas`` refuses the schedule then.  False leaves beta1 alone.
+    base_momentum : float, default 0.85
+        beta1 at the peak of the rate, in [0, 1).
+    max_momentum : float, default 0.95
+        beta1 at the start and the end of the cycle, in [0, 1).
 
     Returns
     -------
@@ -392,8 +442,13 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3, div_facto
     >>> sched = schedules.one_cycle(0.1, total_steps=100)
     >>> [round(sched(k), 9) for k in (0, 29, 99)]
     [0.004, 0.1, 4e-07]
+    >>> [round(sched.beta1(k), 9) for k in (0, 29, 99)]
+    [0.95, 0.85, 0.95]
+    >>> schedules.one_cycle(0.1, 100, cycle_momentum=False).beta1(29) is None
+    True
     """
-    return OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor)
+    return OneCycle(max_lr, total_steps, pct_start, div_factor, final_div_factor,
+                    cycle_momentum, base_momentum, max_momentum)
 
 
 _KINDS = {cls.__name__: cls for cls in
@@ -433,6 +488,9 @@ def from_dict(data: dict[str, Any]) -> Schedule:
                          f"{kinds}")
     cls = _KINDS[kind]
     fields = {key: value for key, value in data.items() if key != "schedule"}
+    if cls is OneCycle and "cycle_momentum" not in fields:
+        # Stored before one_cycle drove beta1: it ran without, and resumes so.
+        fields["cycle_momentum"] = False
     names = {field.name for field in dataclasses.fields(cls)}
     required = {field.name for field in dataclasses.fields(cls)
                 if field.default is dataclasses.MISSING}

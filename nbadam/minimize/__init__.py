@@ -201,7 +201,10 @@ def minimize(fun: Callable[..., Any], x0: Any, args: Any = (), method: str = "ad
     receives the iterate itself rather than a copy, so it must not modify it.
     The first call compiles the loop for that ``fun`` (about a second).  A
     schedule ``lr`` is evaluated in Python, 4096 steps at a time, between
-    calls of the compiled loop.  Finite differences always use the Python loop.
+    calls of the compiled loop.  Finite differences always use the Python loop,
+    and so does a schedule that also sets beta1 (``schedules.one_cycle`` with
+    ``cycle_momentum``): the compiled loop takes the hyperparameters once, so
+    the per-step beta1 is given where the Python loop calls the update.
 
     Examples
     --------
@@ -576,7 +579,7 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     evaluate, counted = _evaluator(fun, jac, args, n, dtype, lower, upper)
     raw = _first_evaluation(fun, jac, args, x)
     f, g = evaluate(x, raw)
-    use_compiled = _choose_compiled(opts["compiled"], fun, jac, callback, raw)
+    use_compiled = _choose_compiled(opts["compiled"], fun, jac, callback, raw, opts["lr"])
     result = None
     if use_compiled:
         result = _run_compiled(loop, fun, jac, args, x, f, g, strict=opts["compiled"] is True)
@@ -669,10 +672,14 @@ def _run_python(loop: _Loop, evaluate: Callable, callback: Callable | None,
         loop.settings)
     schedule = loop.lr if callable(loop.lr) else None
     lr, maxiter = loop.lr, loop.maxiter
+    sets_beta1 = schedule is not None and _validate.scheduled_beta1(schedule, 0) is not None
     nit, stop = 0, False
     while True:
         if schedule is not None:
             lr = _validate.scheduled_lr(schedule, nit) if nit < maxiter else 0.0
+        if sets_beta1 and nit < maxiter:
+            hyper = loop.hyper._replace(betas=(_validate.scheduled_beta1(schedule, nit),
+                                               *loop.hyper.betas[1:]))
         status = iterate(x, g, loop.work, loop.max_norm, f, lr, nit, stop, state, best, bounds,
                          hyper, running, scalars, settings)
         if status != _status.CONTINUE:
@@ -715,7 +722,7 @@ def _run_compiled(loop: _Loop, fun: Callable, jac: Any, args: tuple, x: np.ndarr
 
 
 def _choose_compiled(choice: bool | None, fun: Callable, jac: Any,
-                     callback: Callable | None, raw: Any) -> bool:
+                     callback: Callable | None, raw: Any, lr: Any = None) -> bool:
     """Whether to run the compiled loop; raise if ``compiled=True`` cannot be honoured."""
     if choice is False:
         return False
@@ -726,13 +733,17 @@ def _choose_compiled(choice: bool | None, fun: Callable, jac: Any,
         reasons.append("jac is neither True nor a Numba @njit function")
     if callback is not None:
         reasons.append("a callback is given")
+    if callable(lr) and _validate.scheduled_beta1(lr, 0) is not None:
+        reasons.append("the lr schedule sets beta1 at every step (cycle_momentum), which "
+                       "only the Python loop passes on")
     if not reasons:
         value, grad = raw
         if not (_is_real_scalar(value) and isinstance(grad, np.ndarray) and grad.ndim == 1):
             reasons.append("fun does not return a number, or jac a 1-D array")
     if reasons and choice:
-        raise ValueError("compiled=True needs a Numba fun, a Numba jac (or jac=True) and no "
-                         "callback; here " + "; ".join(reasons))
+        raise ValueError("compiled=True needs a Numba fun, a Numba jac (or jac=True), no "
+                         "callback and an lr schedule that leaves beta1 alone; here "
+                         + "; ".join(reasons))
     return not reasons
 
 

@@ -95,6 +95,11 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
         raise ValueError("options['clip_grad_norm'] is not supported by minimize_batch: its "
                          "steps share one kernel launch over all problems; scale each "
                          "problem's gradient row in jac, or call minimize per problem")
+    if callable(opts["lr"]) and _validate.scheduled_beta1(opts["lr"], 0) is not None:
+        # The batch's loops share one set of hyperparameters for every step.
+        raise ValueError(f"minimize_batch does not change beta1 per step, but the lr schedule "
+                         f"{opts['lr']!r} sets it; pass cycle_momentum=False to "
+                         "schedules.one_cycle, or run nbadam.minimize per problem")
     opts["active_only"] = _validate.flag("active_only", opts["active_only"])
     if opts["parallel"] is not None:
         opts["parallel"] = _validate.flag("parallel", opts["parallel"])

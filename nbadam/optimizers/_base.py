@@ -339,6 +339,22 @@ class Optimizer:
             return _validate.scheduled_lr(lr, self.step_count)
         return lr
 
+    def _group_hyper(self, group: _groups.ParamGroup) -> tuple:
+        """The group's hyperparameters for the next step, with beta1 from its lr schedule.
+
+        A schedule that sets beta1 (``schedules.one_cycle`` with
+        ``cycle_momentum``) replaces the first of ``betas`` for this step, as
+        torch's ``OneCycleLR`` sets ``group["betas"]``; the scalar function
+        then sees it (the bias correction ``1 - beta1**t`` uses it, as in torch).
+        """
+        hyper = group.hyper()
+        lr = group["lr"]
+        if callable(lr):
+            beta1 = _validate.scheduled_beta1(lr, self.step_count)
+            if beta1 is not None:
+                hyper = hyper._replace(betas=(beta1, *hyper.betas[1:]))
+        return hyper
+
     def step(self, grad: np.ndarray) -> bool:
         """Apply one update to :attr:`params` in place.
 
@@ -382,7 +398,7 @@ class Optimizer:
         for group in self._groups:
             lr = self._group_lr(group)
             last_lr = lr if last_lr is None else last_lr
-            scalars = self._update.scalars(group.hyper(), group.running, lr, t)
+            scalars = self._update.scalars(self._group_hyper(group), group.running, lr, t)
             g = grad
             if coef != 1.0:
                 if self._sign_index is None:   # no gradient multiplier to fuse it into

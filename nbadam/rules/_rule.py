@@ -225,7 +225,14 @@ class Rule:
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` validated as hyperparameter ``name`` of this rule."""
-        return self.checks.get(name, HYPERPARAMETER_CHECKS.get(name, _unknown))(name, value)
+        value = self.checks.get(name, HYPERPARAMETER_CHECKS.get(name, _unknown))(name, value)
+        if name == "lr" and callable(value) and "betas" not in self.defaults \
+                and _validate.scheduled_beta1(value, 0) is not None:
+            raise ValueError(f"the lr schedule {value!r} also sets beta1, but rule "
+                             f"{self.name!r} has no betas; pass cycle_momentum=False to "
+                             "schedules.one_cycle (as torch's OneCycleLR refuses an optimizer "
+                             "without momentum or betas)")
+        return value
 
     def update(self, values: Mapping[str, Any]) -> Update:
         """The :class:`Update` that hyperparameters ``values`` select."""
