@@ -141,9 +141,26 @@ def row_bounds(bounds, k):
 
 
 # -- each row is minimize on its problem ----------------------------------------------------
+def _batched(name):
+    """Whether minimize_batch runs rule ``name`` (not the rules whose state starts at the
+    parameters or which report another point: minimize_batch refuses those, tested below)."""
+    update = rules.get(name).update(dict(rules.get(name).defaults))
+    return not (update.from_params or update.evaluation is not None)
+
+
+BATCH_RULES = [name for name in rules.names() if _batched(name)]
+
+
+@pytest.mark.parametrize("method", [name for name in rules.names() if not _batched(name)])
+def test_rules_it_cannot_run_are_refused_clearly(method):
+    with pytest.raises(ValueError, match=f"minimize_batch does not run method {method!r}"):
+        nbadam.minimize_batch(lambda X: np.sum(X ** 2, axis=1), np.ones((2, 3)),
+                              method=method, jac=lambda X: 2 * X)
+
+
 @pytest.mark.parametrize("bounds", [None, SHARED_BOUNDS, ROW_BOUNDS],
                          ids=["unbounded", "shared-bounds", "per-problem-bounds"])
-@pytest.mark.parametrize("method", rules.names())
+@pytest.mark.parametrize("method", BATCH_RULES)
 def test_every_row_is_minimize_on_its_problem(method, bounds):
     x0 = np.linspace(-0.5, 0.5, K * N).reshape(K, N)
     res = minimize_batch(batch_f, x0, args=(CENTERS, SCALES), jac=batch_g, method=method,

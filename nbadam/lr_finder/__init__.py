@@ -203,7 +203,7 @@ def lr_find(model: Any, x: Any, y: Any = None, *, optimizer: Any = "adam",
     >>> import nbadam
     >>> res = nbadam.lr_find(lambda v: float(v @ v), np.ones(3), jac=lambda v: 2 * v,
     ...                      start_lr=1e-4, end_lr=10.0, num_it=60)
-    >>> res.lrs[0], len(res.lrs) == len(res.losses) == len(res.smoothed)
+    >>> float(res.lrs[0]), len(res.lrs) == len(res.losses) == len(res.smoothed)
     (0.0001, True)
     >>> bool(1e-3 < res.suggestion < 10.0)
     True

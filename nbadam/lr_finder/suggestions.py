@@ -58,7 +58,7 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> Point:
     >>> lrs = np.logspace(-5, 0, 12)
     >>> losses = np.array([2, 2, 1.9, 1.7, 1.4, 1.0, 0.7, 0.5, 0.45, 0.6, 2, 5.0])
     >>> suggestion, point = valley(lrs, losses)
-    >>> bool(np.isclose(suggestion, lrs[4]))
+    >>> bool(np.isclose(suggestion, lrs[3]))
     True
     """
     n = len(losses)
