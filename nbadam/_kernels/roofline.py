@@ -34,6 +34,7 @@ class _Roofline:
     name: str = "same_traffic"
     state: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
     scalar_names: tuple[str, ...] = ()
+    element_scalar_names: tuple[str, ...] = ()
     element: object = same_traffic_element
 
 

@@ -555,6 +555,10 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     loop = _Loop.pack(rule, opts, n, dtype, lower, upper)
     if lower is not None:
         _compiled.project(x, loop.bounds[0], loop.bounds[1])
+    update = rule.update({name: opts[name] for name in rule.defaults})
+    for name, array in zip(update.state, loop.state, strict=True):
+        if name in update.from_params:   # a copy of the (projected) starting point
+            array[:] = x
 
     evaluate, counted = _evaluator(fun, jac, args, n, dtype, lower, upper)
     raw = _first_evaluation(fun, jac, args, x)
@@ -605,7 +609,7 @@ class _Loop:
                    state=tuple(np.full(n, start, dtype)
                                for start in update.initial_values(rule.hyper(hyper))),
                    hyper=rule.hyper(hyper),
-                   running=np.array(list(rule.running.values()), dtype=np.float64),
+                   running=np.array(rule.initial_running(rule.hyper(hyper)), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),
                    bounds=bounds, scalars=scalars, settings=settings, lr=opts["lr"],
                    maxiter=opts["maxiter"])
