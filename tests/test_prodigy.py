@@ -8,6 +8,8 @@
   script to print the worst differences.
 * The NumPy reference (``prodigy_reference.py``) across sizes, dtypes and settings, the
   serial and the parallel kernels, hypothesis' settings step by step.
+* The machine code: both passes inline their per-element function into a loop with no
+  reference counting, and vectorise.
 * Checkpoints resume bit for bit; ``nonfinite``; groups share ``d``; ``lr`` schedules;
   ``minimize`` (Python and compiled loops agree with each other and the class);
   ``MLP.fit``; the paths that refuse the rule.
@@ -145,6 +147,49 @@ def test_serial_and_parallel_kernels_agree_bit_for_bit(monkeypatch):
         results.append((x.copy(), opt.d, opt.d_numerator))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     assert results[0][1:] == results[1][1:]
+
+
+def pass_ir(which, parallel, decouple):
+    """LLVM IR of a float32 pass (``"update"``, or ``"reduce"``: its chunk function, the
+    loop over the elements), compiled afresh (Numba cannot inspect code loaded from cache)."""
+    from nbadam._kernels import cpu
+    from nbadam.optimizers import _reduction
+    size = 64
+    grad = np.ones(size, np.float32)
+    opt = nbadam.Prodigy(np.ones(size, np.float32), weight_decay=0.1, decouple=decouple)
+    opt.step(grad)
+    update, group = opt._update, opt._groups[0]
+    if which == "update":
+        scalars = update.finish(group.hyper(), group.running.copy(), 1.0, 2, np.ones(2))
+        source = getattr(cpu.kernels(update), "parallel" if parallel else "serial").py_func
+        args = (opt._params, grad, opt._state_arrays)
+        options = {"parallel": parallel, "nogil": True}
+    else:
+        scalars = update.scalars(group.hyper(), group.running.copy(), 1.0, 2)
+        loop = cpu.reduction_kernels(update).serial.py_func
+        source = loop.__globals__["chunk_sums"].py_func
+        args = (0, size, opt._params, grad, opt._state_arrays)
+        options = {"fastmath": {"reassoc"}}
+    fresh = numba.njit(error_model="numpy", **options)(source)
+    fresh(*args, _reduction._in_dtype(scalars, np.dtype(np.float32)))
+    (signature,) = fresh.signatures
+    return fresh.inspect_llvm(signature)
+
+
+@pytest.mark.parametrize("decouple", [True, False], ids=["decoupled", "coupled"])
+@pytest.mark.parametrize(("which", "parallel"),
+                         [("update", False), ("update", True), ("reduce", False)])
+def test_both_passes_vectorise_without_reference_counting(which, parallel, decouple):
+    """Each pass's per-element function inlines into a loop with no reference counting
+    (an array whose last use falls in one branch keeps ``NRT_incref`` in the loop, which
+    then runs scalar at about 50x the cost) and vectorises; the update pass does no
+    float64 arithmetic.  The reduction's chunk loop serves the serial and parallel builds."""
+    ir = pass_ir(which, parallel, decouple)
+    assert "call void @NRT_incref" not in ir
+    assert "<8 x float>" in ir or "<4 x float>" in ir or (parallel and which == "update")
+    if which == "update":
+        for token in ("fpext", "fadd double", "fmul double", "fdiv double", "llvm.sqrt.f64"):
+            assert token not in ir, token
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=40)

@@ -134,8 +134,10 @@ _REASSOC_PIECES: dict[int, Any] = {}
 
 
 def _chunk_sums(lo, hi, param, grad, state, scalars):
+    # An unsigned index: Numba then adds no wrap-around of negative indices, whose
+    # selects (LLVM cannot tell that ``lo`` is not negative) keep the loop scalar.
     acc = ZERO  # noqa: F821 (bound per update)
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):
         acc = add_terms(acc, reduce(i, param, grad, state, scalars))  # noqa: F821
     return acc
 

@@ -87,19 +87,30 @@ def prodigy_scalars(h, running, lr, t):
 
 @piece
 def prodigy_reduce(i, param, grad, state, c):
-    """The moments and ``s`` of element ``i``; its terms of ``<g, p0 - p>`` and ``|s|``."""
+    """The moments and ``s`` of element ``i``; its terms of ``<g, p0 - p>`` and ``|s|``.
+
+    Every array is read before, and written after, the tests of scalars (``active``
+    picks the value stored, the old one when 0): an array whose last use fell in one
+    branch would keep Numba's reference counting in the loop, which then neither
+    inlines this function nor vectorises (``tests/test_prodigy.py`` checks the IR).
+    """
     exp_avg, exp_avg_sq, s, p0 = state
     grad_sign, l2, active, beta1, alpha1, beta2, alpha2, beta3, alpha_s = c
-    if not active:
-        return (0.0, 0.0)
     p = param[i]
     g = prologue(grad[i], p, grad_sign, l2)
     distance = p0[i] - p
-    exp_avg[i] = exp_avg[i] * beta1 + alpha1 * g
-    exp_avg_sq[i] = exp_avg_sq[i] * beta2 + (alpha2 * g) * g
-    s_new = s[i] * beta3 + alpha_s * g
-    s[i] = s_new
-    return (np.float64(g) * np.float64(distance), abs(np.float64(s_new)))
+    m_old = exp_avg[i]
+    v_old = exp_avg_sq[i]
+    s_old = s[i]
+    m = m_old * beta1 + alpha1 * g
+    v = v_old * beta2 + (alpha2 * g) * g
+    s_new = s_old * beta3 + alpha_s * g
+    exp_avg[i] = m if active else m_old
+    exp_avg_sq[i] = v if active else v_old
+    s[i] = s_new if active else s_old
+    numerator = np.float64(g) * np.float64(distance) if active else 0.0
+    s_abs = abs(np.float64(s_new)) if active else 0.0
+    return (numerator, s_abs)
 
 
 @piece
@@ -138,19 +149,23 @@ def prodigy_finish(h, running, lr, t, sums):
 
 @piece
 def prodigy_element(i, param, grad, state, c):
-    """The step of element ``i`` with the new ``d``, in prodigyopt's order."""
+    """The step of element ``i`` with the new ``d``, in prodigyopt's order.
+
+    As in :func:`prodigy_reduce`, the arrays are read before the tests of scalars and
+    written after them (``apply`` 0 stores the parameter unchanged).
+    """
     exp_avg, exp_avg_sq, s, p0 = state
     apply, grad_sign, l2, momentum, decoupled, neg_decay_dlr, neg_step, d_eps = c
-    if apply:
-        p = param[i]
-        if momentum:
-            u = exp_avg[i]
-        else:   # beta1 = 0: prodigyopt keeps no first moment and steps along the gradient
-            u = prologue(grad[i], p, grad_sign, l2)
-        denom = math.sqrt(exp_avg_sq[i]) + d_eps
-        if decoupled:
-            p = p + neg_decay_dlr * p
-        param[i] = p + (neg_step * u) / denom
+    p = param[i]
+    m = exp_avg[i]
+    v = exp_avg_sq[i]
+    # beta1 = 0: prodigyopt keeps no first moment and steps along the gradient
+    g = prologue(grad[i], p, grad_sign, l2)
+    u = m if momentum else g
+    denom = math.sqrt(v) + d_eps
+    q = p + neg_decay_dlr * p if decoupled else p
+    new = q + (neg_step * u) / denom
+    param[i] = new if apply else p
 
 
 PRODIGY_UPDATE = Update("prodigy", ("exp_avg", "exp_avg_sq", "s", "p0"), SCALARS,
