@@ -130,6 +130,25 @@ def driver_kernel(update: Any, dtype: np.dtype, averaged: bool = False) -> Any:
     return _DRIVER_KERNELS[key]
 
 
+def reduce(update: Any, size: int, param: Any, grad: Any, state: tuple,
+           scalars: tuple) -> np.ndarray:
+    """The reduction pass of ``update`` on device arrays: the state updated in place, the
+    float64 sums returned (the blocks' sums copied back, which waits for the GPU, and
+    added in block order on the host)."""
+    count = len(update.sum_names)
+    if size == 0:
+        return np.zeros(count)
+    blocks, threads = grid(size)
+    threads = 1 << (min(threads, _kernels.REDUCTION_MAX_THREADS).bit_length() - 1)
+    partial = cuda.device_array((blocks, count), dtype=np.float64)
+    _kernels.reduction_kernel(update, np.dtype(param.dtype).name)[blocks, threads](
+        param, grad, state, scalars, partial)
+    sums = np.zeros(count)
+    for row in partial.copy_to_host():
+        sums += row
+    return sums
+
+
 def sum_squares(x: Any) -> float:
     """The float64 sum of the squares of device vector ``x`` (one 8-byte copy back,
     which waits for the GPU); the order of the atomic additions varies between

@@ -65,6 +65,17 @@ def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: t
     cpu(pair, size, *args)
 
 
+def reduce(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: tuple,
+           device: str = "cpu") -> np.ndarray:
+    """The reduction pass of ``update`` (one with ``reduce``): ``state`` updated in place,
+    the float64 sums over the vector returned (an array of ``len(update.sum_names)``)."""
+    if device == "cuda":
+        return cuda_launcher().reduce(update, size, param, grad, state, scalars)
+    partial, sums, chunk = _cpu.reduction_arrays(update, size)
+    cpu(_cpu.reduction_kernels(update), size, param, grad, state, scalars, partial, sums, chunk)
+    return sums
+
+
 def sum_squares(x, device: str = "cpu") -> float:
     """The sum of the squares of a vector, accumulated in float64 (one pass)."""
     if device == "cuda":

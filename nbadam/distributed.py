@@ -363,6 +363,12 @@ class ShardedOptimizer:
                              "so groups, the gradient's global norm and the average would "
                              "be those of the slice; use a plain optimizer with an allreduced "
                              "gradient (nbadam.distributed.allreduce_mean) instead")
+        rule = optimizer_class.rule
+        if rule is not None and any(update.reduce is not None for update in rule.updates):
+            raise ValueError(f"ShardedOptimizer does not run {optimizer_class.__name__}: its "
+                             "step needs sums over the whole vector, and each rank sees only "
+                             "its slice; use a plain optimizer with an allreduced gradient "
+                             "(nbadam.distributed.allreduce_mean) instead")
         if hyperparameters.get("device", "cpu") != "cpu":
             raise ValueError(f"ShardedOptimizer runs on the CPU, got "
                              f"device={hyperparameters['device']!r}")

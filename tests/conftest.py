@@ -32,8 +32,13 @@ OPTAX_RULES = [
     ("yogi", nbadam.Yogi, {}),
 ]
 OPTAX_RULE_IDS = [rule[0] for rule in OPTAX_RULES]
-ALL_RULES = RULES + OPTAX_RULES
-ALL_RULE_IDS = RULE_IDS + OPTAX_RULE_IDS
+#: The rules with a reduction (two passes a step; tests/test_prodigy.py).
+REDUCTION_RULES = [
+    ("prodigy", nbadam.Prodigy, {}),
+]
+REDUCTION_RULE_IDS = [rule[0] for rule in REDUCTION_RULES]
+ALL_RULES = RULES + OPTAX_RULES + REDUCTION_RULES
+ALL_RULE_IDS = RULE_IDS + OPTAX_RULE_IDS + REDUCTION_RULE_IDS
 DTYPES = [np.float32, np.float64]
 
 

@@ -14,7 +14,8 @@ echo "== ruff"
 .venv/bin/ruff check nbadam tests benchmarks
 echo "== pytest: CUDA kernels under Numba's CUDA simulator"
 NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_minimize_cuda.py \
-    tests/test_groups_cuda.py tests/test_minimize_batch_cuda.py tests/test_schedulefree_cuda.py
+    tests/test_groups_cuda.py tests/test_minimize_batch_cuda.py tests/test_schedulefree_cuda.py \
+    tests/test_prodigy_cuda.py
 echo "== asv: the benchmark suite imports, and one quick pass of every benchmark runs"
 .venv/bin/asv machine --yes --machine ci >/dev/null
 .venv/bin/asv check --python=same

@@ -65,6 +65,26 @@ def test_checkpoint_and_resume(tmp_path):
                                   MLP.load(tmp_path / "two.npz").params)
 
 
+def test_prodigy_trains_and_resumes_bit_for_bit(tmp_path):
+    """A rule with a reduction (two passes a step, running scalars in the checkpoint)
+    through the command line: one epoch, a checkpoint, a resumed second epoch, equal to
+    two epochs in one run."""
+    common = ["mnist", "--subset", "1000", "--no-progress", "--hidden", "16", "--optimizer",
+              "prodigy", "--schedule", "constant", "--dtype", "float64"]
+    straight = run(common + ["--epochs", "2", "--save", "straight.npz"], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    assert ": prodigy (constant lr)" in straight.stdout and straight.stderr == ""
+    assert float(straight.stdout.split("test accuracy: ")[1].split()[0]) > 0.3  # chance: 0.1
+    first = run(common + ["--epochs", "1", "--checkpoint", "run.npz"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    resumed = run(common + ["--epochs", "2", "--checkpoint", "run.npz", "--resume",
+                            "--save", "resumed.npz"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "epoch 1/2" not in resumed.stdout and "epoch 2/2" in resumed.stdout
+    np.testing.assert_array_equal(MLP.load(tmp_path / "straight.npz").params,
+                                  MLP.load(tmp_path / "resumed.npz").params)
+
+
 def test_early_stopping_on_a_validation_split(tmp_path):
     result = run(["mnist", "--subset", "1500", "--epochs", "6", "--no-progress", "--hidden",
                   "16", "--early-stopping", "2", "--plot", "curves.png", "--save", "m.npz"],

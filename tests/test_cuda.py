@@ -248,11 +248,12 @@ def test_signatures_are_explicit_and_match_the_update(update):
         assert len(sig.args) == 4
         assert str(sig.args[0]) == str(sig.args[1]) == f"array({np.dtype(dtype).name}, 1d, C)"
         assert len(sig.args[2]) == len(update.state)
-        assert len(sig.args[3]) == len(update.scalar_names)
+        assert len(sig.args[3]) == len(update.element_scalar_names)   # finish's, with a reduction
     if hasattr(update, "scalars"):
         rule = next(nbadam.rules.get(name) for name in nbadam.rules.names()
                     if update in nbadam.rules.get(name).updates)
-        values = update.scalars(rule.hyper({}), np.array(list(rule.running.values())), 1e-3, 1)
+        hyper = rule.hyper({})
+        values = update.scalars(hyper, np.array(rule.initial_running(hyper)), 1e-3, 1)
         assert len(values) == len(update.scalar_names)
 
 

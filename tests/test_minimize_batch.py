@@ -143,9 +143,11 @@ def row_bounds(bounds, k):
 # -- each row is minimize on its problem ----------------------------------------------------
 def _batched(name):
     """Whether minimize_batch runs rule ``name`` (not the rules whose state starts at the
-    parameters or which report another point: minimize_batch refuses those, tested below)."""
+    parameters, which report another point or need sums over the vector: minimize_batch
+    refuses those, tested below)."""
     update = rules.get(name).update(dict(rules.get(name).defaults))
-    return not (update.from_params or update.evaluation is not None)
+    return not (update.from_params or update.evaluation is not None
+                or update.reduce is not None)
 
 
 BATCH_RULES = [name for name in rules.names() if _batched(name)]

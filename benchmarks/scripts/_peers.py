@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nbadam import rules
-from nbadam._kernels.roofline import SAME_TRAFFIC
+from nbadam._kernels.roofline import PASSES, SAME_TRAFFIC
 from nbadam.optimizers import make_optimizer
 
 #: The roofline as an update (``state`` is ``exp_avg``, ``exp_avg_sq``; no scalars).
@@ -56,7 +56,7 @@ def passes(update: Any) -> int:
     >>> passes(rule_update("adam")), passes(rule_update("amsgrad")), passes(ROOFLINE)
     (7, 9, 7)
     """
-    return 1 + 2 * (1 + len(update.state))
+    return PASSES.get(update.name, 1 + 2 * (1 + len(update.state)))
 
 
 def update_bytes(update: Any, dtype, n: int = 1) -> int:
@@ -73,6 +73,8 @@ def step_bytes(rule: str, dtype, n: int = 1) -> int:
     36
     >>> [step_bytes(rule, np.float32) for rule in ("lion", "adabelief", "adan", "yogi")]
     [20, 28, 44, 28]
+    >>> step_bytes("prodigy", np.float32)   # two passes (nbadam._kernels.roofline.PASSES)
+    52
     """
     return update_bytes(rule_update(rule), dtype, n)
 

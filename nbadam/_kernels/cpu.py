@@ -6,6 +6,10 @@ twice: ``serial`` (``parallel=False``, where ``prange``
 is ``range``) and ``parallel`` (``parallel=True``).  The loop does only
 elementwise work, so both builds give bit-identical results.
 
+An update with a reduction (sums over the vector) also gets :func:`reduction_kernels`:
+the pass that updates the state and sums the update's terms (see
+:mod:`.reduction`), after which the update's kernel is the second pass.
+
 Every kernel has the signature ``kernel(param, grad, state, scalars)``:
 ``param`` and ``grad`` contiguous 1-D arrays, ``state`` a tuple of such arrays
 (the update's state, in its order), ``scalars`` a tuple of numbers of the
@@ -25,6 +29,7 @@ from numba import prange
 
 from ._build import compile_family, source_digest, specialized
 from .averaging import ema_element
+from .reduction import ADD_TERMS, CHUNK, ZEROS
 from .roofline import SAME_TRAFFIC
 
 # error_model="numpy": x / 0 gives inf or NaN as in NumPy and torch, instead of raising
@@ -118,3 +123,65 @@ all_finite = _Pair(_all_finite, "all_finite")
 sum_squares = _Pair(_sum_squares, "sum_squares", options={"fastmath": {"reassoc"}})
 #: The memory roofline's kernels (:mod:`.roofline`).
 same_traffic = kernels(SAME_TRAFFIC)
+
+
+# -- the reduction pass of an update with a reduction --------------------------------------
+#: How the additions of the terms are compiled: reassociated, so that LLVM vectorises the
+#: pass (several accumulators); the order is fixed per build of the chunk function, which
+#: the serial and the parallel loops both call.
+_REASSOC = numba.njit(fastmath={"reassoc"}, error_model="numpy")
+_REASSOC_PIECES: dict[int, Any] = {}
+
+
+def _chunk_sums(lo, hi, param, grad, state, scalars):
+    # An unsigned index: Numba then adds no wrap-around of negative indices, whose
+    # selects (LLVM cannot tell that ``lo`` is not negative) keep the loop scalar.
+    acc = ZERO  # noqa: F821 (bound per update)
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        acc = add_terms(acc, reduce(i, param, grad, state, scalars))  # noqa: F821
+    return acc
+
+
+def _reduce_loop(param, grad, state, scalars, partial, sums, chunk):
+    # One chunk of ``chunk`` elements per row of ``partial``, then the rows in order.
+    size = param.size
+    for c in prange(partial.shape[0]):
+        lo = c * chunk
+        acc = chunk_sums(lo, min(size, lo + chunk), param, grad, state, scalars)  # noqa: F821
+        for k in range(len(acc)):
+            partial[c, k] = acc[k]
+    column_sums(partial, sums)  # noqa: F821
+
+
+@numba.njit(**_OPTIONS)
+def column_sums(partial, sums):
+    """``sums[k] = partial[0, k] + partial[1, k] + ...``, in that order."""
+    for k in range(sums.size):
+        total = 0.0
+        for c in range(partial.shape[0]):
+            total += partial[c, k]
+        sums[k] = total
+
+
+@functools.cache
+def reduction_kernels(update: Any) -> _Pair:
+    """The reduction pass of ``update`` (an update with ``reduce``), serial and parallel:
+    ``kernel(param, grad, state, scalars, partial, sums, chunk)``.
+
+    ``partial`` is float64 ``(ceil(size / chunk), len(update.sum_names))``, ``sums``
+    float64 ``(len(update.sum_names),)``; the kernel fills both (see :func:`reduction_arrays`).
+    """
+    count = len(update.sum_names)
+    reduce = compile_family(update.reduce, _INLINE, "cpu", _PIECES)
+    add = compile_family(ADD_TERMS[count], _REASSOC, "cpu_reassoc", _REASSOC_PIECES)
+    name = (f"{update.name}_reduce_"
+            f"{source_digest(update.reduce, ADD_TERMS[count], _chunk_sums, _reduce_loop)}")
+    chunk = numba.njit(**{**_OPTIONS, "fastmath": {"reassoc"}})(specialized(
+        _chunk_sums, f"{name}_chunk", reduce=reduce, add_terms=add, ZERO=ZEROS[count]))
+    return _Pair(_reduce_loop, name, chunk_sums=chunk, column_sums=column_sums)
+
+
+def reduction_arrays(update: Any, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(partial, sums, chunk)`` for :func:`reduction_kernels` over ``size`` elements."""
+    count = len(update.sum_names)
+    return np.empty((-(-size // CHUNK), count)), np.zeros(count), CHUNK

@@ -33,6 +33,7 @@ from numba.core.typing import Signature
 
 from ._build import compile_family, source_digest, specialized
 from .averaging import ema_element
+from .reduction import ADD_TERMS, ZEROS
 from .roofline import SAME_TRAFFIC
 
 #: Options of every kernel.  ``fastmath`` stays off: no flush-to-zero and
@@ -91,7 +92,7 @@ def signature(update: Any, dtype: np.dtype, averaged: bool = False) -> Signature
         return nbtypes.void(array, nbtypes.int64[::1])
     if update == _SUM_SQUARES:
         return nbtypes.void(array, nbtypes.float64[::1])
-    count = len(update.scalar_names)
+    count = len(update.element_scalar_names)
     scalars = nbtypes.UniTuple(scalar, count) if count else nbtypes.Tuple(())
     args = [array, array, nbtypes.UniTuple(array, len(update.state)), scalars]
     if averaged:
@@ -147,3 +148,60 @@ def _device_function(func):
 
 #: The roofline kernel's update (:mod:`.roofline`).
 same_traffic = SAME_TRAFFIC
+
+
+# -- the reduction pass of an update with a reduction --------------------------------------
+#: The most threads per block of the reduction kernel (its shared memory is sized for it).
+REDUCTION_MAX_THREADS = 1024
+
+
+def _reduce_loop(param, grad, state, scalars, partial):
+    # Each thread sums its grid-stride elements in float64, the block adds the threads'
+    # sums in shared memory (a tree: blockDim.x must be a power of two), and thread 0
+    # writes the block's sums to row blockIdx.x of partial; the host adds the rows.
+    shared = cuda.shared.array(SHARED, nbtypes.float64)  # noqa: F821 (bound per update)
+    tid = cuda.threadIdx.x
+    acc = ZERO  # noqa: F821
+    for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        acc = add_terms(acc, reduce(i, param, grad, state, scalars))  # noqa: F821
+    for k in range(len(acc)):
+        shared[tid * len(acc) + k] = acc[k]
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if tid < half:
+            for k in range(len(acc)):
+                shared[tid * len(acc) + k] += shared[(tid + half) * len(acc) + k]
+        cuda.syncthreads()
+        half //= 2
+    if tid == 0:
+        for k in range(len(acc)):
+            partial[cuda.blockIdx.x, k] = shared[k]
+
+
+def reduction_signature(update: Any, dtype: np.dtype) -> Signature:
+    """The signature of ``update``'s reduction kernel: the update kernel's first four
+    arguments, then the float64 ``(blocks, sums)`` array of the blocks' sums."""
+    scalar = _SCALAR_TYPES[np.dtype(dtype)]
+    array = scalar[::1]
+    return nbtypes.void(array, array, nbtypes.UniTuple(array, len(update.state)),
+                        nbtypes.UniTuple(scalar, len(update.scalar_names)),
+                        nbtypes.float64[:, ::1])
+
+
+def reduction_python_kernel(update: Any, suffix: str = "") -> Any:
+    """The Python function behind ``update``'s reduction kernel (for tests)."""
+    count = len(update.sum_names)
+    reduce = compile_family(update.reduce, _device_function, "cuda", _PIECES)
+    add = compile_family(ADD_TERMS[count], _device_function, "cuda", _PIECES)
+    digest = source_digest(update.reduce, ADD_TERMS[count], _reduce_loop)
+    return specialized(_reduce_loop, f"{update.name}_reduce_{digest}_{suffix}".rstrip("_"),
+                       reduce=reduce, add_terms=add, ZERO=ZEROS[count],
+                       SHARED=REDUCTION_MAX_THREADS * count)
+
+
+@functools.cache
+def reduction_kernel(update: Any, dtype_name: str):
+    """``update``'s reduction kernel for ``dtype_name`` (compiled on the first call)."""
+    return cuda.jit(reduction_signature(update, np.dtype(dtype_name)), **_OPTIONS)(
+        reduction_python_kernel(update, dtype_name))

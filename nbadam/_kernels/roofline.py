@@ -34,7 +34,17 @@ class _Roofline:
     name: str = "same_traffic"
     state: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
     scalar_names: tuple[str, ...] = ()
+    element_scalar_names: tuple[str, ...] = ()
     element: object = same_traffic_element
 
 
 SAME_TRAFFIC = _Roofline()
+
+
+#: Vector passes per element and step of the updates whose traffic is not the usual
+#: count (the gradient read, the parameters and each state array read and written once),
+#: by update name.  Prodigy's two passes: the reduction reads the parameters, the
+#: gradient, ``exp_avg``, ``exp_avg_sq``, ``s`` and ``p0`` and writes the first three
+#: state arrays (9); the update reads the parameters, ``exp_avg`` and ``exp_avg_sq`` and
+#: writes the parameters (4): 52 bytes per float32 element, against Adam's 28.
+PASSES = {"prodigy": 13}

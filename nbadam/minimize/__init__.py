@@ -653,7 +653,7 @@ class _Loop:
                    state=tuple(np.full(n, start, dtype)
                                for start in update.initial_values(rule.hyper(hyper))),
                    hyper=rule.hyper(hyper),
-                   running=np.array(list(rule.running.values()), dtype=np.float64),
+                   running=np.array(rule.initial_running(rule.hyper(hyper)), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),
                    bounds=bounds, scalars=scalars, settings=settings, lr=opts["lr"],
                    maxiter=opts["maxiter"],

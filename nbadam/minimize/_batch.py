@@ -89,6 +89,10 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {callback!r}")
     K, n = X.shape
+    if any(update.reduce is not None for update in rule.updates):
+        raise ValueError(f"minimize_batch does not run method {rule.name!r}: its step needs "
+                         "sums over each problem's whole vector (a reduction), which the batch "
+                         "kernels do not compute; call nbadam.minimize on each problem")
     options, per_problem = _split_per_problem(rule, options, K)
     opts = _parse_options(rule, options, BATCH_OPTIONS)
     if opts["clip_grad_norm"] is not None:

@@ -47,7 +47,7 @@ from numba.core import cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
-from .._kernels import cpu
+from .._kernels import cpu, reduction
 from .._kernels._build import compile_family, source_digest, specialized
 from ._status import (
     ALL_STOPPED,
@@ -256,6 +256,15 @@ def _update(x, g, state, hyper, running, lr, t):
     kernel(x, g, state, c)  # noqa: F821
 
 
+def _update_reduced(x, g, state, hyper, running, lr, t):
+    # An update with a reduction: the reduction pass, finish, then the update pass.
+    c = _in_dtype_of(scalars(hyper, running, lr, t), x)  # noqa: F821 (bound per update)
+    partial = np.empty(((x.size + CHUNK - 1) // CHUNK, SUMS))  # noqa: F821
+    sums = np.zeros(SUMS)  # noqa: F821
+    reduce_kernel(x, g, state, c, partial, sums, CHUNK)  # noqa: F821
+    kernel(x, g, state, _in_dtype_of(finish(hyper, running, lr, t, sums), x))  # noqa: F821
+
+
 def _iterate(x, g, work, max_norm, f, lr, nit, stop, state, best, bounds, hyper, running,
              scalars, settings):
     status = observe(x, g, f, nit, stop, best, scalars, settings)
@@ -410,8 +419,16 @@ class Loops:
         # aborts when loaded into a process whose Numba thread pool has not started
         # ("Symbol not found: allocate_sched"), and in minimize the update is rarely
         # the cost next to fun and jac, whose BLAS threads would compete with Numba's.
-        self.update = numba.njit(**_OPTIONS)(specialized(
-            _update, f"update_{name}", scalars=scalars, kernel=kernel))
+        if update.reduce is None:
+            self.update = numba.njit(**_OPTIONS)(specialized(
+                _update, f"update_{name}", scalars=scalars, kernel=kernel))
+        else:   # minimize_batch refuses these updates; minimize runs both passes
+            digest = source_digest(update.reduce, update.finish, _update_reduced)
+            self.update = numba.njit(**_OPTIONS)(specialized(
+                _update_reduced, f"update_{name}_{digest}", scalars=scalars, kernel=kernel,
+                finish=compile_family(update.finish, _SCALAR_JIT, "minimize", _PIECES),
+                reduce_kernel=cpu.reduction_kernels(update).serial, CHUNK=reduction.CHUNK,
+                SUMS=len(update.sum_names)))
         self.iterate = numba.njit(**_OPTIONS)(specialized(
             _iterate, f"iterate_{name}", update=self.update))
         self.spans = numba.njit(**_ROWS)(specialized(

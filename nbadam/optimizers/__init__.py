@@ -11,10 +11,11 @@ makes a class for any registered rule.
 
 from __future__ import annotations
 
-from . import _base, _beyond, _torch
+from . import _base, _beyond, _prodigy, _torch
 from ._base import *  # noqa: F403
 from ._beyond import *  # noqa: F403
 from ._groups import ParamGroup
+from ._prodigy import *  # noqa: F403
 from ._torch import *  # noqa: F403
 
-__all__ = [*_base.__all__, "ParamGroup", *_torch.__all__, *_beyond.__all__]
+__all__ = [*_base.__all__, "ParamGroup", *_torch.__all__, *_beyond.__all__, *_prodigy.__all__]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _launch, _validate, checkpoint, rules
-from . import _groups, _snapshot
+from . import _groups, _reduction, _snapshot
 
 __all__ = ["Optimizer", "optimizer_class", "make_optimizer"]
 
@@ -155,8 +155,9 @@ class Optimizer:
         self._groups = [_groups.ParamGroup(self, index, start, stop, overrides)
                         for index, (start, stop, overrides) in enumerate(layout)]
         self._whole = groups is None
-        self._running = np.tile(np.array(list(rule.running.values()), dtype=np.float64),
-                                (len(self._groups), 1))
+        self._running = np.array([rule.initial_running(group.hyper())
+                                  for group in self._groups], dtype=np.float64)
+        self._running.shape = (len(self._groups), len(rule.running))
         for group in self._groups:
             group.running = self._running[group.index]   # a view, updated in place
         self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
@@ -186,13 +187,17 @@ class Optimizer:
         return self.rule.check(name, value)
 
     def _group_keys(self) -> tuple[str, ...]:
-        """The hyperparameters a group may set: the rule's, but the structural ones."""
-        return (*(k for k in self.rule.defaults if k not in self.rule.structural), "maximize")
+        """The hyperparameters a group may set: the rule's, but the structural and shared ones."""
+        fixed = (*self.rule.structural, *self.rule.shared)
+        return (*(k for k in self.rule.defaults if k not in fixed), "maximize")
 
     def _check_group_key(self, key: str, value: Any) -> Any:
         if key in self.rule.structural:
             raise ValueError(f"{key!r} chooses the state arrays, so it is the optimizer's for "
                              f"every group; set it on the {type(self).__name__} itself")
+        if key in self.rule.shared:
+            raise ValueError(f"{key!r} is shared by every group of {type(self).__name__} (its "
+                             "running scalars are the optimizer's); set it on the optimizer")
         if key not in self._group_keys():
             raise ValueError(f"unknown group key {key!r}; a group of {type(self).__name__} "
                              f"takes 'params' and {', '.join(map(repr, self._group_keys()))}")
@@ -393,6 +398,10 @@ class Optimizer:
             return False
         coef = self._clip_coefficient(grad)
         t = self.step_count + 1
+        if self._update.reduce is not None:
+            self.last_lr = _reduction.step(self, grad, coef, t)
+            self.step_count = t
+            return True
         averaged = self._ema is not None and self._ema_updates > 0
         last_lr = None
         for group in self._groups:

@@ -4,7 +4,8 @@ A rule is a value (:class:`Rule`, with its :class:`Update`\\ s), defined
 once in one module per family: :mod:`.adam`, :mod:`.nadam`, :mod:`.adamax` and
 :mod:`.radam` follow ``torch.optim``; :mod:`.lion`, :mod:`.adabelief`, :mod:`.adan`
 and :mod:`.yogi` follow optax; :mod:`.schedulefree` follows the ``schedulefree``
-package.  Everything that lists rules reads this registry: the
+package and :mod:`.prodigy` ``prodigyopt``.  Everything that lists rules reads this
+registry: the
 optimizer classes, the methods and options of :func:`nbadam.minimize`,
 :meth:`nbadam.MLP.fit` and the command line.  An unknown name is an error.
 
@@ -13,7 +14,7 @@ Examples
 >>> from nbadam import rules
 >>> rules.names()  # doctest: +NORMALIZE_WHITESPACE
 ('adam', 'adamw', 'amsgrad', 'nadam', 'adamax', 'radam', 'lion', 'adabelief', 'adan', 'yogi',
- 'adamwschedulefree')
+ 'adamwschedulefree', 'prodigy')
 >>> rule = rules.get("NAdam")
 >>> rule.optimizer, rule.defaults["lr"], rule.running
 ('NAdam', 0.002, {'mu_product': 1.0})
@@ -21,7 +22,7 @@ Examples
 
 from __future__ import annotations
 
-from . import adabelief, adam, adamax, adan, lion, nadam, radam, schedulefree, yogi
+from . import adabelief, adam, adamax, adan, lion, nadam, prodigy, radam, schedulefree, yogi
 from ._rule import HYPERPARAMETER_CHECKS, Rule, Update, piece
 
 __all__ = ["Rule", "Update", "piece", "register", "unregister", "get", "names",
@@ -65,7 +66,7 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-for _module in (adam, nadam, adamax, radam, lion, adabelief, adan, yogi, schedulefree):
+for _module in (adam, nadam, adamax, radam, lion, adabelief, adan, yogi, schedulefree, prodigy):
     for _rule in _module.RULES:
         register(_rule)
 del _module, _rule

@@ -14,6 +14,12 @@ hyperparameters with torch's defaults, the values it fixes, its running
 scalar state and which :class:`Update` a set of hyperparameters selects
 (a flag may select a second update with one more state array).
 
+An update may also need sums over the whole vector before it can update any
+element (a step size estimated from the whole vector): it then has a *reduction*, a per-element
+function ``reduce`` that updates the state and returns the terms to sum, and
+a scalar function ``finish`` that turns the sums into the per-element
+function's scalars.  The kernels run the two as two passes.
+
 Functions marked with :func:`piece` are the building blocks both layers
 compile: a per-element function and the pieces it calls by bare global name
 (``prologue``, ``nan_max``, ...), and a scalar function and its helpers.
@@ -25,13 +31,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import _validate
 from .._kernels._build import piece
 
-__all__ = ["Rule", "Update", "piece", "HYPERPARAMETER_CHECKS"]
+__all__ = ["Rule", "Update", "piece", "HYPERPARAMETER_CHECKS", "MAX_SUMS"]
+
+#: The most sums a reduction may return (the kernels add tuples of up to this length).
+MAX_SUMS = 4
 
 
 def _checked_betas(name: str, value: Any) -> tuple[float, float]:
@@ -86,8 +96,9 @@ class Update:
         magnitudes): a checkpoint holding a negative value there is refused.
     from_params : tuple of str
         State arrays that start as a copy of the parameters instead of at a
-        number (schedule-free's ``z``); :attr:`initial` is not consulted for
-        them.  Each group's slice starts at that group's parameters.
+        number (schedule-free's ``z``, a copy of the starting point ``p0``);
+        :attr:`initial` is not consulted for them.  Each group's slice starts
+        at that group's parameters.
     evaluation : Update, optional
         For a rule whose parameters are not the point to report (schedule-free
         takes gradients at ``y`` and reports the average ``x``): the update that
@@ -101,6 +112,23 @@ class Update:
         in place, from ``grad[i]`` and the tuple ``c`` of scalars (in the
         parameters' dtype).  No literal constants: every number it needs is
         a scalar, so a float32 kernel does float32 arithmetic only.
+    reduce : callable, optional
+        A :func:`piece` ``reduce(i, param, grad, state, c) -> tuple`` for an
+        update that needs sums over the whole vector: it updates element
+        ``i`` of the state in place, from the scalars ``c`` of
+        :attr:`scalars`, and returns one float64 term per sum (between one
+        and four).  The kernels add the terms in float64 (the reduction
+        pass), then call :attr:`finish`, then run :attr:`element` (the update
+        pass).
+    sum_names : tuple of str
+        The names of the sums, in the order :attr:`reduce` returns the terms.
+    finish : callable, optional
+        With :attr:`reduce`: a :func:`piece` ``finish(h, running, lr, t,
+        sums) -> tuple of float`` that reads the sums (a float64 array, over
+        every group of the optimizer), updates ``running`` in place and
+        returns the scalars of :attr:`element` (:attr:`finish_names`).
+    finish_names : tuple of str
+        The scalars :attr:`finish` returns.
     """
 
     name: str
@@ -112,10 +140,19 @@ class Update:
     initial: Callable[[tuple], tuple] | None = None
     from_params: tuple[str, ...] = ()
     evaluation: Update | None = None
+    reduce: Callable[..., tuple] | None = None
+    sum_names: tuple[str, ...] = ()
+    finish: Callable[..., tuple] | None = None
+    finish_names: tuple[str, ...] = ()
 
     def evaluation_state(self, state: tuple) -> tuple:
         """The arrays of ``state`` (this update's, in its order) that :attr:`evaluation` reads."""
         return tuple(state[self.state.index(name)] for name in self.evaluation.state)
+
+    @property
+    def element_scalar_names(self) -> tuple[str, ...]:
+        """The scalars :attr:`element` unpacks: :attr:`finish_names` with a reduction."""
+        return self.finish_names if self.reduce is not None else self.scalar_names
 
     def initial_values(self, hyper: tuple) -> tuple[float, ...]:
         """The starting value of each state array for hyperparameters ``hyper``."""
@@ -128,7 +165,13 @@ class Update:
         return values
 
     def __post_init__(self):
-        for func in (self.scalars, self.element):
+        if (self.reduce is None) != (self.finish is None):
+            raise ValueError(f"update {self.name!r}: reduce and finish go together")
+        if self.reduce is not None and not 1 <= len(self.sum_names) <= MAX_SUMS:
+            raise ValueError(f"update {self.name!r}: a reduction has 1 to {MAX_SUMS} sums, "
+                             f"got sum_names={self.sum_names!r}")
+        extra = (self.reduce, self.finish) if self.reduce is not None else ()
+        for func in (self.scalars, self.element, *extra):
             if not getattr(func, "__nbadam_piece__", False):
                 raise TypeError(f"update {self.name!r}: {func.__name__} must be marked "
                                 "with nbadam.rules.piece")
@@ -175,10 +218,15 @@ class Rule:
     structural : tuple of str
         Hyperparameters fixed at construction, because they choose the
         update and so the state arrays.
+    shared : tuple of str
+        Hyperparameters that are the optimizer's for every group (a group
+        cannot set them): those of a rule whose running scalars all groups
+        share.
     running : mapping
         The running scalar state and its initial values (a running product
-        of momentum coefficients starts at 1), kept in float64 and saved in
-        checkpoints.
+        of momentum coefficients starts at 1, or at the value of the
+        hyperparameter a string names: a step size starting at ``d0``),
+        kept in float64 and saved in checkpoints.
     checks : mapping
         Validators ``check(name, value) -> value`` for hyperparameters that
         :data:`HYPERPARAMETER_CHECKS` does not know, and for running scalars
@@ -197,7 +245,8 @@ class Rule:
     constants: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     pinned: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     structural: tuple[str, ...] = ()
-    running: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    shared: tuple[str, ...] = ()
+    running: Mapping[str, float | str] = dataclasses.field(default_factory=dict)
     checks: Mapping[str, Callable[[str, Any], Any]] = dataclasses.field(default_factory=dict)
     docs: Mapping[str, tuple[str, list[str]]] = dataclasses.field(default_factory=dict)
     #: The named tuple type of :meth:`hyper` (made from the other fields).
@@ -222,6 +271,12 @@ class Rule:
         hyper.__module__ = __name__
         globals()[hyper.__name__] = hyper
         object.__setattr__(self, "Hyper", hyper)
+
+    def initial_running(self, hyper: tuple) -> list[float]:
+        """The running scalars' starting values for hyperparameters ``hyper``
+        (:meth:`hyper`'s named tuple)."""
+        return [float(getattr(hyper, start)) if isinstance(start, str) else float(start)
+                for start in self.running.values()]
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` validated as hyperparameter ``name`` of this rule."""
@@ -255,9 +310,12 @@ class Rule:
 
 
 def _as_float(value: Any) -> Any:
-    """Numbers as Python floats (Numba then sees float64), tuples element by element."""
+    """Numbers as Python floats (Numba then sees float64), tuples element by element,
+    None as NaN."""
     if isinstance(value, bool):
         return value
+    if value is None:   # "not set": NaN, which the scalar function reads
+        return math.nan
     if isinstance(value, tuple):
         return tuple(_as_float(v) for v in value)
     return float(value)
