@@ -1,66 +1,102 @@
-"""Compact optimizer state: the loops that keep moments in fewer bits than float32.
+"""Compact optimizer state: kernels that keep moments as bfloat16 codes.
 
-The state format is a property of the loop, not of the rule.  A rule's
-per-element function (a :func:`~nbadam._kernels._build.piece`) still reads
-and writes float32 state arrays; the loops below hand it a per-thread
-scratch block of float32 values, decoded from the compact arrays before the
-block's elements are updated and encoded back after:
+The state format is a property of the compiled loop, not of the rule.  A
+rule's per-element function reads and writes its state arrays as
+``exp_avg[i]``; for compact state the kernel layer compiles a *rewritten*
+copy of it (:func:`rewritten`) in which each read of a compact array is
+decoded and each write encoded:
 
 .. code-block:: text
 
-   for each thread's chunk of blocks (prange):
-       scratch = one block of float32 per compact array (allocated once)
-       for each block [lo, hi):
-           decode the block's codes into scratch       (vectorised)
-           element(j, param[lo:hi], grad[lo:hi], scratch..., c) for j in the block
-           encode scratch back into the codes          (vectorised)
+   m = first_moment(exp_avg[i], ...)      ->   m = first_moment(load(exp_avg[i]), ...)
+   exp_avg[i] = m                         ->   exp_avg[i] = store(m, i, seed, k)
 
-so every memory access of the compact arrays is a contiguous, vectorisable
-stream of 2 bytes per element (bfloat16), and the float32 values never
-leave the cache.  Blocks are the same for the serial and the parallel build
-and the element function is elementwise, so both builds give the same bits.
+so the loop, the vectorisation and the rest of the rule are those of the
+float32 kernels (:mod:`.cpu`, :mod:`.cuda`), with 2 bytes per element read
+and written per compact array instead of 4.
 
-Formats
-    ``"bfloat16"``: each value is the upper 16 bits of its float32 pattern,
-    rounded to nearest, ties to even; a NaN stays a NaN (quiet), infinities
-    and signed zeros are kept, float32 subnormals round to bfloat16's.  The
-    codes are ``uint16`` arrays.  :func:`bf16_encode` and :func:`bf16_decode`
-    are the NumPy reference, bit for bit the kernels' codec.
+bfloat16 with stochastic rounding
+    A code is the upper 16 bits of the float32 pattern.  Encoding adds 16
+    bits of noise below the cut before truncating, so a value is rounded up
+    with probability equal to its distance from the code below, and the
+    stored moments are unbiased.  Round-to-nearest would freeze Adam's
+    second moment: with ``beta2 = 0.999`` a step shrinks ``v`` by at most
+    0.1%, less than half of bfloat16's 0.39% spacing, so ``v`` could never
+    decrease.  The noise is a hash of the element's index, the step count
+    (``seed``) and the array's position ``k``: no generator state, the same
+    bits on every target and thread count, reproducible from a checkpoint.
+    A NaN stays a NaN (its quiet bit is set so it never becomes infinity);
+    infinities, signed zeros and subnormals follow the bit arithmetic.
 
-The kernels keep the signature of :mod:`.cpu`'s, ``kernel(param, grad,
-state, scalars)``: ``state`` holds, in the update's order, the codes of each
-compact array and the float32 array of each other one.
+:func:`bf16_encode` and :func:`bf16_decode` are the NumPy reference of the
+codec, bit for bit the kernels'.  Kernels take ``kernel(param, grad, state,
+scalars, seed)`` (and the average's two arrays after ``seed``), where
+``state`` holds the codes of each compact array and the float32 array of
+each other one.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
+import textwrap
+from collections.abc import Callable
 from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
-from ._build import compile_family, source_digest, specialized
+from ._build import compile_family, piece, source_digest, specialized
 from .averaging import ema_element
 from .cpu import _INLINE, _OPTIONS, _PIECES, _Pair
 
-__all__ = ["FORMATS", "BLOCK", "bf16_encode", "bf16_decode", "kernels", "averaged_kernels"]
+__all__ = ["FORMATS", "bf16_encode", "bf16_decode", "bf16_noise", "rewritten", "kernels",
+           "averaged_kernels"]
 
 #: The compact formats and the dtype of their codes.
 FORMATS = {"bfloat16": np.dtype(np.uint16)}
-#: The loops are generated source, which Numba's disk cache cannot locate.
-_LOOP_OPTIONS = {**_OPTIONS, "cache": False}
-#: Elements per block of the compact loops: the scratch of one block of each
-#: compact array stays in the L1 cache (1,024 float32 values are 4 KiB).
-BLOCK = 1024
+
+_GOLDEN = 0x9E3779B1   # 2**32 / golden ratio: spreads consecutive indices over the hash
 
 
-# -- the codec, in NumPy (the reference) and in the kernels -------------------------------
-def bf16_encode(values: np.ndarray) -> np.ndarray:
-    """float32 values to bfloat16 codes (``uint16``): nearest, ties to even; NaN stays NaN."""
+# -- the codec, in NumPy (the reference) -------------------------------------------------------
+def _mix32_numpy(x: np.ndarray) -> np.ndarray:
+    """murmur3's 32-bit finaliser, elementwise on uint32 (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x85EBCA6B)
+        x = x ^ (x >> np.uint32(13))
+        x = x * np.uint32(0xC2B2AE35)
+        x = x ^ (x >> np.uint32(16))
+    return x
+
+
+def bf16_noise(index: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """The 16 bits of rounding noise of elements ``index`` of compact array ``k`` at step
+    ``seed`` (uint32 values below 65536)."""
+    index = np.asarray(index).astype(np.uint32).astype(np.uint64)   # the kernels' uint32(i)
+    with np.errstate(over="ignore"):
+        spread = ((index * np.uint64(_GOLDEN)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        salt = _mix32_numpy(np.uint32((4 * int(seed) + int(k)) & 0xFFFFFFFF))
+    return _mix32_numpy(spread ^ salt) >> np.uint32(16)
+
+
+def bf16_encode(values: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """float32 values to bfloat16 codes (``uint16``); NaN stays NaN.
+
+    With ``noise`` (uint32 below 65536, one per value) the rounding is the
+    kernels' stochastic rounding; without it, to nearest with ties to even
+    (how whole arrays are converted: checkpoints, initial values).
+    """
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    if noise is None:
+        noise = 0x7FFF + ((bits >> 16) & 1)
+    rounded = (bits + np.asarray(noise, dtype=np.uint64)) >> 16
     nan = (bits & 0x7FFFFFFF) > 0x7F800000
     return np.where(nan, (bits >> 16) | 0x40, rounded).astype(np.uint16)
 
@@ -70,128 +106,213 @@ def bf16_decode(codes: np.ndarray) -> np.ndarray:
     return (np.asarray(codes, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-@numba.njit(**_OPTIONS)
-def _bf16_decode_block(codes, bits):
-    """``bits[j]`` = the float32 pattern of bfloat16 ``codes[j]`` (exact)."""
-    for j in range(codes.size):
-        bits[j] = np.uint32(codes[j]) << np.uint32(16)
+# -- the codec in nopython code ------------------------------------------------------------------
+@intrinsic
+def _bits_of(typingctx, x):
+    """A float32's bit pattern as uint32 (one LLVM bitcast)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
 
 
-@numba.njit(**_OPTIONS)
-def _bf16_encode_block(bits, values, codes):
-    """``codes[j]`` = ``values[j]`` (float32, pattern ``bits[j]``) rounded to bfloat16.
+@intrinsic
+def _float_of(typingctx, x):
+    """The float32 whose pattern is the low 32 bits of integer ``x`` (trunc + bitcast)."""
+    if not isinstance(x, types.Integer):
+        return None
 
-    Nearest, ties to even, in 32-bit lanes (each sum is cast back to uint32,
-    so LLVM keeps the vector lanes 32 bits wide); a NaN's code keeps its sign
-    and upper payload with the quiet bit set, so it never rounds to infinity.
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if x.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        elif x.bitwidth < 32:
+            value = builder.zext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+    return types.float32(x), codegen
+
+
+def _mix32(x):
+    # Each result cast back to uint32: Numba widens uint32 arithmetic to 64 bits, and the
+    # casts let LLVM keep 32-bit vector lanes.
+    x = np.uint32(x ^ (x >> np.uint32(16)))
+    x = np.uint32(x * np.uint32(0x85EBCA6B))
+    x = np.uint32(x ^ (x >> np.uint32(13)))
+    x = np.uint32(x * np.uint32(0xC2B2AE35))
+    return np.uint32(x ^ (x >> np.uint32(16)))
+
+
+def _noise(i, seed, k):
+    salt = _mix32(np.uint32(np.uint32(seed) * np.uint32(4) + np.uint32(k)))
+    return _mix32(np.uint32(np.uint32(i) * np.uint32(_GOLDEN)) ^ salt) >> np.uint32(16)
+
+
+def _cpu_load(code):
+    return _float_of(np.uint32(code) << np.uint32(16))
+
+
+def _cpu_store(value, i, seed, k):
+    bits = _bits_of(value)
+    rounded = np.uint32(bits + _noise(i, seed, k)) >> np.uint32(16)
+    quiet = (bits >> np.uint32(16)) | np.uint32(0x40)
+    return np.uint16(quiet if value != value else rounded)
+
+
+def _python_load(code):
+    """The simulator's decode: NumPy views instead of LLVM bitcasts."""
+    return np.array([np.uint32(code) << np.uint32(16)], dtype=np.uint32).view(np.float32)[0]
+
+
+def _python_store(value, i, seed, k):
+    noise = bf16_noise(np.array([int(i)]), int(seed), int(k))
+    return bf16_encode(np.array([value], dtype=np.float32), noise)[0]
+
+
+# -- the rewrite of a per-element function ---------------------------------------------------
+class _Rewrite(ast.NodeTransformer):
+    """Decode the reads and encode the writes of the compact arrays named in ``compact``."""
+
+    def __init__(self, compact: dict[str, int]):
+        self.compact = compact
+
+    def _target(self, node: ast.AST) -> str | None:
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                and node.value.id in self.compact):
+            return node.value.id
+        return None
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        node.value = self.visit(node.value)
+        names = [self._target(target) for target in node.targets]
+        if any(names):
+            if len(node.targets) != 1:
+                raise ValueError("a compact state array must be written by a plain "
+                                 "assignment 'array[i] = value'")
+            target = node.targets[0]
+            node.value = ast.Call(ast.Name("_store", ast.Load()), [
+                node.value, target.slice, ast.Name("seed", ast.Load()),
+                ast.Constant(self.compact[names[0]])], [])
+            target.slice = self.visit(target.slice)
+            return node
+        node.targets = [self.visit(target) for target in node.targets]
+        return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        if self._target(node.target):
+            raise ValueError("a compact state array must be written by a plain assignment "
+                             "'array[i] = value', not an augmented one")
+        return self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        if not self._target(node):
+            return self.generic_visit(node)
+        node.slice = self.visit(node.slice)
+        if isinstance(node.ctx, ast.Load):
+            return ast.Call(ast.Name("_load", ast.Load()), [node], [])
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.compact and isinstance(node.ctx, ast.Load):
+            raise ValueError(f"the compact state array {node.id!r} may only be indexed "
+                             "('array[i]') in a per-element function")
+        return node
+
+
+def _state_names(func: ast.FunctionDef) -> list[str]:
+    """The names a per-element function unpacks its ``state`` tuple into."""
+    for statement in func.body:
+        if (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Name)
+                and statement.value.id == "state" and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Tuple)):
+            return [target.id for target in statement.targets[0].elts]
+    raise ValueError(f"{func.name}: compact state needs the state tuple unpacked at the top "
+                     "('exp_avg, exp_avg_sq = state')")
+
+
+def rewritten(element: Callable, flags: tuple[bool, ...], load: Callable,
+              store: Callable) -> Callable:
+    """A copy of per-element function ``element`` that keeps the state arrays flagged in
+    ``flags`` as bfloat16 codes, calling ``load`` and ``store`` (see the module docstring).
+
+    The copy takes one more argument, ``seed`` (the step count), and is a
+    :func:`~nbadam._kernels._build.piece` with the globals of ``element``.
     """
-    for j in range(codes.size):
-        u = bits[j]
-        lsb = (u >> np.uint32(16)) & np.uint32(1)
-        rounded = np.uint32(np.uint32(u + np.uint32(0x7FFF)) + lsb) >> np.uint32(16)
-        quiet = (u >> np.uint32(16)) | np.uint32(0x40)
-        x = values[j]
-        codes[j] = np.uint16(quiet if x != x else rounded)
+    tree = ast.parse(textwrap.dedent(inspect.getsource(element)))
+    func = tree.body[0]
+    func.decorator_list = []
+    names = _state_names(func)
+    if len(names) != len(flags):
+        raise ValueError(f"{func.name} unpacks {len(names)} state arrays, expected "
+                         f"{len(flags)}")
+    compact = {name: k for k, (name, flag) in enumerate(zip(names, flags, strict=True))
+               if flag}
+    unpack = next(s for s in func.body if isinstance(s, ast.Assign)
+                  and isinstance(s.value, ast.Name) and s.value.id == "state")
+    rewrite = _Rewrite(compact)
+    func.body = [s if s is unpack else rewrite.visit(s) for s in func.body]
+    func.args.args.append(ast.arg("seed"))
+    func.name = f"{element.__name__}_{''.join('c' if f else 'f' for f in flags)}"
+    ast.fix_missing_locations(tree)
+    namespace = dict(element.__globals__)
+    namespace.update(_load=load, _store=store)
+    exec(compile(tree, f"<{func.name}: {element.__code__.co_filename}>", "exec"), namespace)
+    copy = namespace[func.name]
+    copy.__module__ = element.__module__
+    return piece(copy)
 
 
-@numba.njit(**_OPTIONS)
-def _one_thread():
-    return 1
+# -- the CPU kernels ---------------------------------------------------------------------------
+_CODEC = numba.njit(inline="always", **_OPTIONS)
+_mix32_cpu = _CODEC(specialized(_mix32, "mix32_cpu"))
+_noise_cpu = _CODEC(specialized(_noise, "noise_cpu", _mix32=_mix32_cpu))
+_load_cpu = _CODEC(specialized(_cpu_load, "bf16_load_cpu"))
+_store_cpu = _CODEC(specialized(_cpu_store, "bf16_store_cpu", _noise=_noise_cpu))
 
 
-@numba.njit(**_OPTIONS)
-def _all_threads():
-    return numba.get_num_threads()
+def _loop(param, grad, state, scalars, seed):
+    for i in prange(param.size):
+        element(i, param, grad, state, scalars, seed)  # noqa: F821 (bound per update)
 
 
-# -- the loops ---------------------------------------------------------------------------
-def _loop_source(compact: tuple[bool, ...], averaged: bool) -> str:
-    """The source of the blocked loop for state arrays flagged ``compact``."""
-    names = [f"s{k}" for k in range(len(compact))]
-    args = "param, grad, state, scalars" + (", ema, weights" if averaged else "")
-    lines = [f"def loop({args}):"]
-    if names:
-        lines.append(f"    {', '.join(names)}, = state")
-    lines += ["    n = param.size",
-              "    blocks = (n + BLOCK - 1) // BLOCK",
-              "    chunks = min(threads(), max(blocks, 1))",
-              "    per = (blocks + chunks - 1) // chunks",
-              "    for t in prange(chunks):"]
-    for k, flag in enumerate(compact):
-        if flag:
-            lines += [f"        w{k} = np.empty(BLOCK, np.uint32)",
-                      f"        f{k} = w{k}.view(np.float32)"]
-    lines += ["        for b in range(t * per, min((t + 1) * per, blocks)):",
-              "            lo = b * BLOCK",
-              "            hi = min(lo + BLOCK, n)",
-              "            m = hi - lo"]
-    for k, flag in enumerate(compact):
-        if flag:
-            lines += [f"            c{k} = s{k}[lo:hi]",
-                      f"            decode(c{k}, w{k})"]
-    views = [f"f{k}" if flag else f"s{k}[lo:hi]" for k, flag in enumerate(compact)]
-    lines += ["            p = param[lo:hi]",
-              "            g = grad[lo:hi]",
-              f"            st = ({', '.join(views)}{',' if views else ''})"]
-    if averaged:
-        lines.append("            e = ema[lo:hi]")
-    lines += ["            for j in range(m):",
-              "                element(j, p, g, st, scalars)"]
-    if averaged:
-        lines.append("                average(j, p, e, weights)")
-    for k, flag in enumerate(compact):
-        if flag:
-            lines.append(f"            encode(w{k}, f{k}, c{k})")
-    return "\n".join(lines) + "\n"
+def _loop_averaged(param, grad, state, scalars, seed, ema, weights):
+    for i in prange(param.size):
+        element(i, param, grad, state, scalars, seed)  # noqa: F821 (bound per update)
+        average(i, param, ema, weights)  # noqa: F821
 
 
-def _template(compact: tuple[bool, ...], averaged: bool):
-    namespace = {"np": np, "prange": prange}
-    exec(compile(_loop_source(compact, averaged), f"<nbadam compact loop {compact}>", "exec"),
-         namespace)
-    return namespace["loop"]
+def _digest(update: Any, *funcs: Callable) -> str:
+    return source_digest(update.element, *funcs, _cpu_store, _cpu_load, _noise, _mix32,
+                         _Rewrite.visit_Assign, _Rewrite.visit_Subscript)
 
 
-class _CompactPair(_Pair):
-    """:class:`~nbadam._kernels.cpu._Pair` whose serial build runs one chunk of blocks."""
-
-    def __init__(self, template: Any, name: str, **globals_: Any):
-        self.name = name
-        self.serial = numba.njit(parallel=False, **_LOOP_OPTIONS)(
-            specialized(template, f"{name}_serial", threads=_one_thread, **globals_))
-        self.parallel = numba.njit(parallel=True, **_LOOP_OPTIONS)(
-            specialized(template, f"{name}_parallel", threads=_all_threads, **globals_))
-
-
-def _codec(fmt: str) -> dict[str, Any]:
-    if fmt != "bfloat16":
+def _check(fmt: str) -> None:
+    if fmt not in FORMATS:
         raise ValueError(f"unknown compact state format {fmt!r}; known: {', '.join(FORMATS)}")
-    return {"decode": _bf16_decode_block, "encode": _bf16_encode_block, "BLOCK": BLOCK}
 
 
 @functools.cache
-def kernels(update: Any, fmt: str, compact: tuple[bool, ...]) -> _Pair:
-    """The serial and parallel kernels of ``update`` with the arrays flagged in ``compact``
-    stored in format ``fmt``.
-
-    Not cached on disk: the loops are generated source (Numba's cache needs a
-    file), so each process compiles them on first use.
-    """
-    element = compile_family(update.element, _INLINE, "cpu", _PIECES)
-    digest = source_digest(update.element)
-    flags = "".join("c" if flag else "f" for flag in compact)
-    return _CompactPair(_template(compact, False), f"{update.name}_{fmt}_{flags}_{digest}",
-                        element=element, **_codec(fmt))
+def kernels(update: Any, fmt: str, flags: tuple[bool, ...]) -> _Pair:
+    """The serial and parallel kernels of ``update`` with the state arrays flagged in
+    ``flags`` kept as codes of ``fmt``: ``kernel(param, grad, state, scalars, seed)``."""
+    _check(fmt)
+    element = compile_family(rewritten(update.element, flags, _load_cpu, _store_cpu),
+                             _INLINE, "cpu", {})
+    tag = "".join("c" if flag else "f" for flag in flags)
+    return _Pair(_loop, f"{update.name}_{fmt}_{tag}_{_digest(update, _loop)}",
+                 element=element)
 
 
 @functools.cache
-def averaged_kernels(update: Any, fmt: str, compact: tuple[bool, ...]) -> _Pair:
+def averaged_kernels(update: Any, fmt: str, flags: tuple[bool, ...]) -> _Pair:
     """:func:`kernels` fused with the parameter average:
-    ``kernel(param, grad, state, scalars, ema, weights)``."""
-    element = compile_family(update.element, _INLINE, "cpu", _PIECES)
+    ``kernel(param, grad, state, scalars, seed, ema, weights)``."""
+    _check(fmt)
+    element = compile_family(rewritten(update.element, flags, _load_cpu, _store_cpu),
+                             _INLINE, "cpu", {})
     average = compile_family(ema_element, _INLINE, "cpu", _PIECES)
-    digest = source_digest(update.element, ema_element)
-    flags = "".join("c" if flag else "f" for flag in compact)
-    return _CompactPair(_template(compact, True),
-                        f"{update.name}_{fmt}_{flags}_averaged_{digest}",
-                        element=element, average=average, **_codec(fmt))
+    tag = "".join("c" if flag else "f" for flag in flags)
+    return _Pair(_loop_averaged,
+                 f"{update.name}_{fmt}_{tag}_averaged_{_digest(update, _loop_averaged)}",
+                 element=element, average=average)
