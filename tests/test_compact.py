@@ -350,3 +350,119 @@ def test_mlp_trains_with_bfloat16_state():
         losses[precision] = history["loss"]
     assert losses["bfloat16"][-1] < 0.75 * losses["bfloat16"][0]
     assert abs(losses["bfloat16"][-1] - losses["float32"][-1]) < 0.05 * losses["float32"][-1]
+
+
+def test_the_cuda_kernel_compiles_to_float32_ptx(monkeypatch):
+    """The compact kernel for a real GPU (not the simulator's Python): PTX with 16-bit loads
+    and stores of the codes, no float64 arithmetic and no calls (the codec is inlined)."""
+    import test_cuda
+    compile_ptx = test_cuda._ptx_compiler()
+    test_cuda._device_functions_without_a_gpu(monkeypatch)
+    from nbadam._kernels import cuda as cuda_kernels
+    update = nbadam.rules.get("adam").update({"amsgrad": True})
+    compact_ = ("bfloat16", (True, True, True))
+    ptx, _ = compile_ptx(cuda_kernels.compact_python_kernel(update, "float32", False, compact_),
+                         cuda_kernels.compact_signature(update, np.float32, False, compact_),
+                         cc=(8, 0))
+    instructions = test_cuda._instructions(ptx)
+    assert not [line for line in instructions if ".f64" in line]
+    assert not [line for line in instructions if line.startswith("call")]
+    assert sum(".u16" in line and line.startswith("st.global") for line in instructions) >= 3
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("name", ["adam", "amsgrad", "adan"])
+def test_the_cpu_kernels_vectorise_in_float32(name, parallel):
+    """The rewritten element inlines into the loop: float32 vector arithmetic, 16-bit vector
+    loads of the codes, no float64 and no reference counting in the loop."""
+    import numba
+    update = nbadam.rules.get(name).update({**nbadam.rules.get(name).defaults,
+                                            **nbadam.rules.get(name).pinned})
+    flags = _compact.flags(update, "bfloat16")
+    pair = compact.kernels(update, "bfloat16", flags)
+    source = (pair.parallel if parallel else pair.serial).py_func
+    fresh = numba.njit(parallel=parallel, error_model="numpy", nogil=True)(source)
+    n = 64
+    state = tuple(np.zeros(n, np.uint16) if flag else np.zeros(n, np.float32) for flag in flags)
+    scalars = tuple(np.float32(0.5) for _ in update.scalar_names)
+    fresh(np.ones(n, np.float32), np.ones(n, np.float32), state, scalars, np.uint32(1))
+    (signature,) = fresh.signatures
+    ir = fresh.inspect_llvm(signature)
+    assert "<8 x float>" in ir or "<16 x float>" in ir or "<4 x float>" in ir
+    assert "<8 x i16>" in ir or "<16 x i16>" in ir or "<4 x i16>" in ir
+    for token in ("fadd double", "fmul double", "fdiv double", "llvm.sqrt.f64"):
+        assert token not in ir, token
+
+
+def test_mlp_checkpoint_resumes_with_bfloat16_state(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    kwargs = {"epochs": 3, "batch_size": 20, "seed": 0, "progress": False,
+              "optimizer_options": {"state_precision": "bfloat16"}}
+    whole = nbadam.MLP([6, 8, 2], seed=0)
+    whole.fit(x, y, **kwargs)
+
+    def crash_after_epoch_2(epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        nbadam.MLP([6, 8, 2], seed=0).fit(x, y, checkpoint=path,
+                                          callback=crash_after_epoch_2, **kwargs)
+    resumed = nbadam.MLP([6, 8, 2], seed=0)
+    resumed.fit(x, y, checkpoint=path, resume=True, **kwargs)
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    assert resumed.optimizer.state_precision == "bfloat16"
+    for key, codes in whole.optimizer.state.items():
+        np.testing.assert_array_equal(resumed.optimizer.state[key], codes)
+
+
+def test_command_line_takes_the_state_precision(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "nbadam", "mnist", "--subset", "500",
+                           "--epochs", "1", "--hidden", "16", "--batch-size", "50",
+                           "--state-precision", "bfloat16", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "nbadam", "mnist", "--state-precision", "fp8"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--state-precision" in bad.stderr
+
+
+def test_sharded_optimizer_refuses_compact_state():
+    pytest.importorskip("mpi4py")
+    from nbadam import distributed
+    MPI = distributed.require_mpi()
+    with pytest.raises(ValueError, match="does not support state_precision"):
+        distributed.ShardedOptimizer(nbadam.Adam, np.zeros(8, np.float32), MPI.COMM_SELF,
+                                     state_precision="bfloat16")
+
+
+@pytest.mark.parametrize("name", ["rosen", "quadratic"])
+def test_minimize_converges_on_standard_problems(name):
+    """bfloat16 moments: the same problems converge, to the tolerance float32 state reaches
+    there (rounding the moments changes the path, not where Adam settles)."""
+    from scipy.optimize import rosen, rosen_der
+    if name == "rosen":
+        fun, jac, x0 = rosen, rosen_der, np.array([-1.2, 1.0], np.float32)
+        solution, options = np.ones(2), {"lr": 0.01, "maxiter": 20_000, "gtol": 1e-3}
+    else:
+        c = np.linspace(-2, 2, 100)
+        fun = lambda x: float(np.sum((x - c) ** 2))  # noqa: E731
+        jac = lambda x: (2 * (x - c)).astype(np.float32)  # noqa: E731
+        x0, solution = np.zeros(100, np.float32), c
+        options = {"lr": 0.05, "maxiter": 5000, "gtol": 1e-3}
+    for precision in ("float32", "bfloat16"):
+        res = nbadam.minimize(fun, x0, jac=jac,
+                              options={**options, "state_precision": precision})
+        assert res.success, (precision, res.message)
+        assert np.max(np.abs(res.x - solution)) < 2e-2, precision
+
+
+def test_a_rule_without_compact_arrays_refuses_clearly():
+    with pytest.raises(ValueError, match="Prodigy supports state_precision='float32' only"):
+        nbadam.Prodigy(np.zeros(4, np.float32), state_precision="bfloat16")

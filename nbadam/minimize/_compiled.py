@@ -422,9 +422,11 @@ class Loops:
         scalars = compile_family(update.scalars, _SCALAR_JIT, "minimize", _PIECES)
         if compact is not None:
             # Compact state (state_precision): the single-problem loops only.
-            kernel = _compact_kernels.kernels(update, *compact).serial
-            tag = "".join("c" if flag else "f" for flag in compact[1])
-            name = f"{name}_{compact[0]}_{tag}_{source_digest(_update_compact)}"
+            pair = _compact_kernels.kernels(update, *compact)
+            kernel = pair.serial
+            # The kernels' name carries the digest of the codec, so a changed codec is
+            # never served from an older cache entry of these loops.
+            name = f"{pair.name}_{source_digest(_update_compact, _iterate)}"
             self.update = numba.njit(**_OPTIONS)(specialized(
                 _update_compact, f"update_{name}", scalars=scalars, kernel=kernel))
             self.iterate = numba.njit(**_OPTIONS)(specialized(

@@ -460,13 +460,15 @@ class Optimizer:
             params, grad = self._params[lo:hi], grad[lo:hi]
             state = tuple(array[lo:hi] for array in self._state_arrays)
             ema = None if ema is None else ema[lo:hi]
+        # Compact state: the stochastic rounding of step t draws on t.
+        extra = ({} if self._compact is None
+                 else {"compact": self._compact, "seed": self.step_count + 1})
         if ema is None:
             _launch.step(self._update, group.size, params, grad, state, scalars,
-                         device=self._device, compact=self._compact, seed=self.step_count + 1)
+                         device=self._device, **extra)
         else:
             _launch.step(self._update, group.size, params, grad, state, scalars,
-                         device=self._device, ema=ema, ema_weights=self._ema_weights,
-                         compact=self._compact, seed=self.step_count + 1)
+                         device=self._device, ema=ema, ema_weights=self._ema_weights, **extra)
 
     def _clip_coefficient(self, grad: Any) -> float:
         """``min(1, max_norm / (norm + 1e-6))`` of ``torch.nn.utils.clip_grad_norm_``."""

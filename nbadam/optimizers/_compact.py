@@ -35,9 +35,11 @@ def check(value: Any, update: Any, dtype: np.dtype, owner: str) -> str:
                          f"needs float32 parameters; these are {np.dtype(dtype).name} (use "
                          "state_precision='float32', or float32 parameters)")
     if not update.compact:
-        raise ValueError(f"{owner} keeps no state that can be stored in {value} (its state "
-                         f"{', '.join(update.state) or 'is empty'} must stay exact); use "
-                         "state_precision='float32'")
+        why = ("its reduction pass reads the state too" if update.reduce is not None
+               else "its state must stay exact" if update.state else "it has no state")
+        raise ValueError(f"{owner} supports state_precision='float32' only ({why}: it marks "
+                         f"none of its state arrays as compact); use state_precision="
+                         "'float32'")
     return value
 
 
