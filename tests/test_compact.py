@@ -466,3 +466,21 @@ def test_minimize_converges_on_standard_problems(name):
 def test_a_rule_without_compact_arrays_refuses_clearly():
     with pytest.raises(ValueError, match="Prodigy supports state_precision='float32' only"):
         nbadam.Prodigy(np.zeros(4, np.float32), state_precision="bfloat16")
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_stochastic_rounding_is_unbiased(k):
+    """A value a quarter of the way between two codes rounds up a quarter of the time,
+    across elements at one step and across steps for one element."""
+    low = compact.bf16_decode(np.full(1, 0x3F80, np.uint16))[0]          # 1.0
+    value = np.float32(low + np.float32(2 ** -7) * np.float32(0.25))     # + a quarter step
+    up = np.uint16(0x3F81)
+    many = np.full(100_000, value, np.float32)
+    across = compact.bf16_encode(many, compact.bf16_noise(np.arange(many.size), 7, k))
+    assert abs(np.mean(across == up) - 0.25) < 0.01
+    steps = np.array([compact.bf16_encode(np.array([value]), compact.bf16_noise(
+        np.array([12345]), t, k))[0] for t in range(1, 4001)])
+    assert abs(np.mean(steps == up) - 0.25) < 0.03
+    # the two arrays of one hash are not the same noise
+    other = compact.bf16_noise(np.arange(1000), 7, k ^ 1)
+    assert not np.array_equal(other, compact.bf16_noise(np.arange(1000), 7, k))

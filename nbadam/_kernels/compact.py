@@ -23,9 +23,11 @@ bfloat16 with stochastic rounding
     second moment: with ``beta2 = 0.999`` a step shrinks ``v`` by at most
     0.1%, less than half of bfloat16's 0.39% spacing, so ``v`` could never
     decrease.  The noise is a hash of the element's index, the step count
-    (``seed``) and the array's position ``k`` (one 32-bit hash per element
-    serves arrays ``2j`` and ``2j + 1``): no generator state, the same bits
-    on every target and thread count, reproducible from a checkpoint.
+    (``seed``) and the array's position ``k``: the index xored with a salt
+    (murmur3's finaliser of the step and ``k // 2``), times the golden-ratio
+    constant, xor-shifted; its upper and lower 16 bits serve arrays ``2j``
+    and ``2j + 1``.  No generator state, the same bits on every target and
+    thread count, reproducible from a checkpoint.
     A NaN stays a NaN (its quiet bit is set so it never becomes infinity);
     infinities, signed zeros and subnormals follow the bit arithmetic.
 
@@ -61,7 +63,7 @@ __all__ = ["FORMATS", "bf16_encode", "bf16_decode", "bf16_noise", "rewritten", "
 #: The compact formats and the dtype of their codes.
 FORMATS = {"bfloat16": np.dtype(np.uint16)}
 
-_GOLDEN = 0x9E3779B1   # 2**32 / golden ratio: spreads consecutive indices over the hash
+_GOLDEN = 0x9E3779B1   # 2**32 / golden ratio: an odd multiplier that spreads the index
 
 
 # -- the codec, in NumPy (the reference) -------------------------------------------------------
@@ -80,11 +82,11 @@ def _mix32_numpy(x: np.ndarray) -> np.ndarray:
 def bf16_noise(index: np.ndarray, seed: int, k: int) -> np.ndarray:
     """The 16 bits of rounding noise of elements ``index`` of compact array ``k`` at step
     ``seed`` (uint32 values below 65536)."""
-    index = np.asarray(index).astype(np.uint32).astype(np.uint64)   # the kernels' uint32(i)
+    index = np.asarray(index).astype(np.uint32)   # the kernels' uint32(i)
+    salt = _mix32_numpy(np.uint32((4 * int(seed) + (int(k) >> 1)) & 0xFFFFFFFF))
     with np.errstate(over="ignore"):
-        spread = ((index * np.uint64(_GOLDEN)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        salt = _mix32_numpy(np.uint32((4 * int(seed) + (int(k) >> 1)) & 0xFFFFFFFF))
-    h = _mix32_numpy(spread ^ salt)
+        x = (index ^ salt) * np.uint32(_GOLDEN)
+    h = x ^ (x >> np.uint32(16))
     return h >> np.uint32(16) if int(k) % 2 == 0 else h & np.uint32(0xFFFF)
 
 
@@ -147,10 +149,13 @@ def _mix32(x):
 
 
 def _noise(i, seed, k):
-    # One hash per element serves two arrays (its upper and lower 16 bits): ``k`` is a
-    # literal in the rewritten element, so LLVM folds the choice and shares the hash.
+    # The salt (a full hash of the step and the array pair) does not depend on i, so LLVM
+    # computes it once per launch; per element there is one multiply and one xor-shift,
+    # whose upper and lower 16 bits serve two arrays (``k`` is a literal in the rewritten
+    # element: the choice folds and both arrays share the product).
     salt = _mix32(np.uint32(np.uint32(seed) * np.uint32(4) + np.uint32(k >> 1)))
-    h = _mix32(np.uint32(np.uint32(i) * np.uint32(_GOLDEN)) ^ salt)
+    x = np.uint32(np.uint32(np.uint32(i) ^ salt) * np.uint32(_GOLDEN))
+    h = np.uint32(x ^ (x >> np.uint32(16)))
     return h >> np.uint32(16) if k & 1 == 0 else h & np.uint32(0xFFFF)
 
 
