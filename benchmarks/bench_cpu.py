@@ -132,3 +132,39 @@ class AdamKernel:
 
     def time_kernel(self, dtype, n):
         self.peer.step()
+
+
+class CompactState:
+    """Adam's float32 step with its moments kept as float32 or bfloat16 (``state_precision``).
+
+    ``time_step`` times the public step; ``track_ratio`` is the bfloat16 step's time over
+    the float32 step's, interleaved in the same call (below 1: the compact state pays).
+    """
+
+    params = (["float32", "bfloat16"], [100_000, 10_000_000])
+    param_names = ["state_precision", "n"]
+    repeat = _TIMING["repeat"]
+    warmup_time = _TIMING["warmup_time"]
+    sample_time = _TIMING["sample_time"]
+    timeout = _TIMING["timeout"]
+
+    def setup(self, state_precision, n):
+        self.peer = _peers.NbadamStep(n, np.float32, "adam", state_precision=state_precision)
+        self.peer.setup()
+
+    def teardown(self, state_precision, n):
+        _peers.release([getattr(self, "peer", None)])
+
+    def time_step(self, state_precision, n):
+        self.peer.step()
+
+    def track_ratio_to_float32(self, state_precision, n):
+        if state_precision == "float32":
+            return 1.0
+        other = _peers.NbadamStep(n, np.float32, "adam")
+        other.setup()
+        samples = _peers.interleaved([self.peer, other], repeat=5, min_time=0.005)
+        _peers.release([other])
+        return float(np.median(samples[self.peer.name] / samples[other.name]))
+
+    track_ratio_to_float32.unit = "step time / float32-state step time"

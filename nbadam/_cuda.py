@@ -91,9 +91,11 @@ def _multiprocessors() -> int | None:
 
 
 # -- launches ------------------------------------------------------------------
-def step(update: Any, size: int, *args: Any, averaged: bool = False) -> None:
+def step(update: Any, size: int, *args: Any, averaged: bool = False,
+         compact: tuple | None = None) -> None:
     """Launch the kernel of ``update`` (or ``"first_nonfinite"``, ``"sum_squares"``) on
-    device arrays ``args``; ``averaged`` picks the kernel fused with the parameter average.
+    device arrays ``args``; ``averaged`` picks the kernel fused with the parameter average,
+    ``compact`` (``(format, flags)``) the one that keeps flagged state arrays as codes.
 
     Through the driver with a reused argument buffer where
     :mod:`nbadam._cuda_driver` applies, else through the Numba dispatcher.
@@ -102,28 +104,30 @@ def step(update: Any, size: int, *args: Any, averaged: bool = False) -> None:
         return
     blocks, threads = grid(size)
     dtype = args[0].dtype
-    key = (update, dtype, averaged)
+    key = (update, dtype, averaged, compact)
     direct = _DRIVER_KERNELS.get(key, _UNSET)
     if direct is _UNSET:
-        direct = driver_kernel(update, dtype, averaged)
+        direct = driver_kernel(update, dtype, averaged, compact)
     if direct is None or not direct.launch(blocks, threads, args):
-        _kernels.kernel(update, dtype, averaged)[blocks, threads](*args)
+        _kernels.kernel(update, dtype, averaged, compact)[blocks, threads](*args)
 
 
 _UNSET = object()
-_DRIVER_KERNELS: dict[tuple[Any, np.dtype, bool], Any] = {}
+_DRIVER_KERNELS: dict[tuple[Any, np.dtype, bool, Any], Any] = {}
 
 
-def driver_kernel(update: Any, dtype: np.dtype, averaged: bool = False) -> Any:
+def driver_kernel(update: Any, dtype: np.dtype, averaged: bool = False,
+                  compact: tuple | None = None) -> Any:
     """The :class:`~nbadam._cuda_driver.DriverKernel` of ``update`` for ``dtype``, or None
     where launches go through the dispatcher (the simulator, another CUDA binding,
     several GPUs, ...).  Compiles the kernel on first use."""
-    key = (update, np.dtype(dtype), averaged)
+    key = (update, np.dtype(dtype), averaged, compact)
     if key not in _DRIVER_KERNELS:
         direct = None
         if not simulated() and _cuda_driver.available() is None:
             try:
-                direct = _cuda_driver.DriverKernel(_kernels.kernel(update, dtype, averaged))
+                direct = _cuda_driver.DriverKernel(
+                    _kernels.kernel(update, dtype, averaged, compact))
             except _cuda_driver.Unsupported:
                 direct = None
         _DRIVER_KERNELS[key] = direct

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _config
+from ._kernels import compact as _compact
 from ._kernels import cpu as _cpu
 
 # Numba's workqueue layer must not be entered by two threads at once, and a
@@ -47,21 +48,29 @@ def cpu(kernel: _cpu._Pair, size: int, *args):
 
 
 def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: tuple,
-         device: str = "cpu", ema: Any = None, ema_weights: tuple | None = None) -> None:
+         device: str = "cpu", ema: Any = None, ema_weights: tuple | None = None,
+         compact: tuple | None = None, seed: int = 0) -> None:
     """One fused launch of ``update``'s kernel: ``param`` and ``state`` updated in place.
 
     ``state`` is the tuple of the update's state arrays (in its order) and
     ``scalars`` the tuple of its per-step scalars in the arrays' dtype.  With
     ``ema`` (an array like ``param``) the same pass then moves it towards the
     new parameters with ``ema_weights`` (see :mod:`nbadam._kernels.averaging`).
+    ``compact``, ``(format, flags)``, runs the loop that keeps the arrays
+    flagged in ``flags`` as codes of ``format`` (:mod:`nbadam._kernels.compact`),
+    whose stochastic rounding draws on ``seed`` (the step count).
     With ``device="cuda"`` the arrays are device arrays and the CUDA kernel runs.
     """
     averaged = ema is not None
-    args = (param, grad, state, scalars) + ((ema, ema_weights) if averaged else ())
+    args = ((param, grad, state, scalars) + ((np.uint32(seed & 0xFFFFFFFF),) if compact else ())
+            + ((ema, ema_weights) if averaged else ()))
     if device == "cuda":
-        cuda_launcher().step(update, size, *args, averaged=averaged)
+        cuda_launcher().step(update, size, *args, averaged=averaged, compact=compact)
         return
-    pair = _cpu.averaged_kernels(update) if averaged else _cpu.kernels(update)
+    if compact is not None:
+        pair = (_compact.averaged_kernels if averaged else _compact.kernels)(update, *compact)
+    else:
+        pair = _cpu.averaged_kernels(update) if averaged else _cpu.kernels(update)
     cpu(pair, size, *args)
 
 

@@ -661,7 +661,9 @@ _OPTIMIZER_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def load_optimizer(path: str | os.PathLike, state_names: Iterable[str], *,
-                   size: int | None = None, dtype: Any = None) -> dict[str, Any]:
+                   size: int | None = None, dtype: Any = None,
+                   specs: Callable[[dict[str, Any]], Mapping[str, ArraySpec]] | None = None,
+                   ) -> dict[str, Any]:
     """Read a file written by :func:`save_optimizer` back into a ``state_dict``.
 
     Parameters
@@ -676,6 +678,11 @@ def load_optimizer(path: str | os.PathLike, state_names: Iterable[str], *,
     dtype : numpy.dtype, optional
         The dtype every state vector must have; by default the file's
         ``dtype`` (float32 or float64).
+    specs : callable, optional
+        ``specs(meta) -> {name: (shape, dtype)}``: the arrays a file with
+        metadata ``meta`` must hold (compact state keeps codes of its own
+        dtype); it replaces ``state_names`` and ``dtype`` once ``size`` and
+        ``dtype`` of the file are checked.
 
     Returns
     -------
@@ -705,6 +712,9 @@ def load_optimizer(path: str | os.PathLike, state_names: Iterable[str], *,
         if kind not in ("float32", "float64"):
             raise ValueError(f"malformed optimizer file: 'dtype' is {meta.get('dtype')!r}, "
                              "expected 'float32' or 'float64'")
+        if specs is not None:
+            return {f"state.{name}": (tuple(shape), np.dtype(kind_))
+                    for name, (shape, kind_) in specs(meta).items()}
         return {f"state.{name}": ((length,), np.dtype(kind)) for name in names}
 
     meta, arrays = load_npz(source, kind="optimizer", expected=expect)

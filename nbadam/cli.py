@@ -94,6 +94,7 @@ _widths.__name__ = "list of widths"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nbadam`` command."""
     from . import __version__, rules
+    from .optimizers._compact import PRECISIONS
 
     parser = _Parser(prog="nbadam", description="The Adam family as fused Numba kernels.")
     parser.add_argument("--version", action="version", version=f"nbadam {__version__}")
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--ema", type=_fraction, default=None, metavar="DECAY",
                        help="keep an exponential moving average of the weights with this "
                             "decay, and report and save the averaged model (default: off)")
+    mnist.add_argument("--state-precision", choices=PRECISIONS,
+                       default="float32",
+                       help="how the optimizer stores its moments: float32, or bfloat16 (half "
+                            "the memory, float32 weights only) (default: float32)")
     mnist.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
                        help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
     mnist.add_argument("--validation-split", type=_fraction, default=None, metavar="F",
@@ -377,6 +382,8 @@ def _mnist(args: argparse.Namespace, run: _Run) -> int:
                  or rules.get(args.optimizer).update({}).evaluation is not None)
     extras = {key: value for key, value in (("clip_grad_norm", args.clip_grad_norm),
                                             ("ema", args.ema)) if value is not None}
+    if args.state_precision != "float32":
+        extras["state_precision"] = args.state_precision
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         optimizer=args.optimizer, lr=args.lr, schedule=args.schedule,
                         optimizer_options=extras or None,

@@ -357,12 +357,15 @@ class ShardedOptimizer:
                             f"nbadam.Adam, got {optimizer_class!r}")
         unsupported = sorted(k for k in ("groups", "clip_grad_norm", "ema")
                              if hyperparameters.get(k) is not None)
+        if hyperparameters.get("state_precision", "float32") != "float32":
+            unsupported.append("state_precision")
         if unsupported:
             raise ValueError(f"ShardedOptimizer does not support {', '.join(unsupported)} "
                              "yet: each rank's optimizer sees only its slice of the vector, "
-                             "so groups, the gradient's global norm and the average would "
-                             "be those of the slice; use a plain optimizer with an allreduced "
-                             "gradient (nbadam.distributed.allreduce_mean) instead")
+                             "so groups, the gradient's global norm, the average and the "
+                             "compact state's rounding would be those of the slice; use a "
+                             "plain optimizer with an allreduced gradient "
+                             "(nbadam.distributed.allreduce_mean) instead")
         rule = optimizer_class.rule
         if rule is not None and any(update.reduce is not None for update in rule.updates):
             raise ValueError(f"ShardedOptimizer does not run {optimizer_class.__name__}: its "

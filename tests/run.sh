@@ -15,7 +15,7 @@ echo "== ruff"
 echo "== pytest: CUDA kernels under Numba's CUDA simulator"
 NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_minimize_cuda.py \
     tests/test_groups_cuda.py tests/test_minimize_batch_cuda.py tests/test_schedulefree_cuda.py \
-    tests/test_prodigy_cuda.py
+    tests/test_prodigy_cuda.py tests/test_compact_cuda.py
 echo "== asv: the benchmark suite imports, and one quick pass of every benchmark runs"
 .venv/bin/asv machine --yes --machine ci >/dev/null
 .venv/bin/asv check --python=same

@@ -185,8 +185,9 @@ def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     results = compare.main(["--sizes", "1000", "2e3", "--repeat", "2", "--min-time", "0.001",
                             "--out", str(tmp_path), "--no-torch", "--no-gpu",
-                            "--groups-sizes", "1000"])
+                            "--groups-sizes", "1000", "--compact-sizes", "1000"])
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
+    assert "## Compact optimizer state" in text and "| 1,000 |" in text
     assert "## Groups, gradient clipping" in text
     assert "| 1,000 | 8 groups + clip + ema |" in text and "| 1,000 | plain |" in text
     assert "| 1,000 |" in text and "| 2,000 |" in text
@@ -230,7 +231,8 @@ def test_compare_with_torch(tmp_path):
     # A process of its own: importing torch here would load its OpenMP runtime
     # into the test process and change how later tests pick Numba's threads.
     _run(["-m", "benchmarks.scripts.compare", "--sizes", "1000", "--repeat", "2",
-          "--min-time", "0.001", "--out", str(tmp_path), "--no-gpu", "--groups-sizes"], tmp_path)
+          "--min-time", "0.001", "--out", str(tmp_path), "--no-gpu", "--groups-sizes",
+          "--compact-sizes"], tmp_path)
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
     assert "torch_fused" in text and "nbadam / torch fused" in text
 
@@ -255,7 +257,7 @@ for cls, args in [(bench_gpu.Step, ("adam", "float32", 1000)),
 print("gpu benchmarks ran")
 from benchmarks.scripts import compare
 compare.main(["--sizes", "64", "--repeat", "1", "--min-time", "0", "--out", OUT,
-              "--no-torch", "--groups-sizes"])
+              "--no-torch", "--groups-sizes", "--compact-sizes"])
 
 # gpu_step refuses to time the simulator; its launches are run here once each.
 import numpy as np

@@ -166,8 +166,10 @@ class NbadamStep(Peer):
     """
 
     def __init__(self, n: int, dtype=np.float32, rule: str = "adam", device: str = "cpu",
-                 seed: int = 0):
+                 seed: int = 0, state_precision: str = "float32"):
         self.name = "nbadam" if device == "cpu" else f"nbadam_{device}"
+        if state_precision != "float32":
+            self.name += f"_{state_precision}"
         self.device = device
         self.params, grad = make_vectors(n, dtype, seed, 2)
         if device == "cpu":
@@ -176,7 +178,8 @@ class NbadamStep(Peer):
             from numba import cuda
             self._cuda = cuda
             self.grad = cuda.to_device(grad)
-        self.optimizer = make_optimizer(rule, self.params, device=device)
+        extra = {} if state_precision == "float32" else {"state_precision": state_precision}
+        self.optimizer = make_optimizer(rule, self.params, device=device, **extra)
 
     def step(self) -> None:
         self.optimizer.step(self.grad)

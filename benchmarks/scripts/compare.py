@@ -82,6 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         metavar="N", help="sizes of the table of what parameter groups, "
                         "clip_grad_norm and ema cost against the plain float32 Adam step "
                         "(benchmarks.scripts.groups_cost; none to leave it out)")
+    parser.add_argument("--compact-sizes", type=_size, nargs="*",
+                        default=[1_000_000, 10_000_000, 50_000_000], metavar="N",
+                        help="sizes of the table of Adam's step with bfloat16 moments against "
+                        "float32 ones (benchmarks.scripts.compact_state; none to leave it out)")
     parser.add_argument("--rules", nargs="+", default=None, metavar="RULE",
                         help="rules in the table of every rule (default: all of "
                              "nbadam.rules.names()); 'none' leaves that table out")
@@ -379,6 +383,16 @@ def groups_section(sizes, repeat: int, min_time: float) -> list[str]:
             *groups_cost.table(sizes, repeat, max(min_time, 1e-3)), ""]
 
 
+def compact_section(sizes, repeat: int, min_time: float) -> list[str]:
+    """Adam's step with bfloat16 moments against float32 ones, and each one's roofline."""
+    from . import compact_state
+    return ["", "## Compact optimizer state (float32 Adam, `state_precision`)", "",
+            "Each round times the float32-state step (28 bytes per element), the "
+            "bfloat16-state step (20 bytes) and the roofline kernel once; a format's "
+            "roofline is its bytes at the roofline kernel's bandwidth in that round.", "",
+            *compact_state.table(sizes, repeat, max(min_time, 1e-3)), ""]
+
+
 def report(results, title, header, columns, ratios, extra) -> str:
     present = {name for stats in results.values() for name in stats}
     ratios = [r for r in ratios if r[1] in present and r[2] in present]
@@ -450,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict:
         text += "\n".join(rules_section(by_rule, "roofline")) + ("\n" if by_rule else "")
         if args.groups_sizes:
             text += "\n".join(groups_section(args.groups_sizes, args.repeat, args.min_time))
+        if args.compact_sizes:
+            text += "\n".join(compact_section(args.compact_sizes, args.repeat, args.min_time))
         (args.out / "compare_cpu.md").write_text(text, encoding="utf-8")
         plot(cpu, args.out / "compare_cpu.png", f"Adam step, CPU, {args.dtype}")
         print(text)

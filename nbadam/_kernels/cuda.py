@@ -100,7 +100,7 @@ def signature(update: Any, dtype: np.dtype, averaged: bool = False) -> Signature
     return nbtypes.void(*args)
 
 
-def kernel(update: Any, dtype: np.dtype, averaged: bool = False):
+def kernel(update: Any, dtype: np.dtype, averaged: bool = False, compact: tuple | None = None):
     """The kernel of ``update`` compiled for ``dtype`` (on the first call, then cached).
 
     Parameters
@@ -110,12 +110,19 @@ def kernel(update: Any, dtype: np.dtype, averaged: bool = False):
         ``element``), or ``"first_nonfinite"``.
     dtype : numpy.dtype
         float32 or float64.
+    averaged : bool
+        The kernel fused with the parameter average.
+    compact : (str, tuple of bool), optional
+        ``(format, flags)``: the kernel that keeps the state arrays flagged
+        in ``flags`` as codes of ``format`` (:mod:`.compact`).
 
     Returns
     -------
     numba.cuda.dispatcher.CUDADispatcher
         Launch it as ``kernel(update, dtype)[blocks, threads](*args)``.
     """
+    if compact is not None:
+        return _compiled_compact(update, np.dtype(dtype).name, averaged, compact)
     return _compiled(update, np.dtype(dtype).name, averaged)
 
 
@@ -205,3 +212,72 @@ def reduction_kernel(update: Any, dtype_name: str):
     """``update``'s reduction kernel for ``dtype_name`` (compiled on the first call)."""
     return cuda.jit(reduction_signature(update, np.dtype(dtype_name)), **_OPTIONS)(
         reduction_python_kernel(update, dtype_name))
+
+
+# -- compact state (see nbadam._kernels.compact) -------------------------------------------
+def _compact_loop(param, grad, state, scalars, seed):
+    for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        element(i, param, grad, state, scalars, seed)  # noqa: F821 (bound per update)
+
+
+def _compact_loop_averaged(param, grad, state, scalars, seed, ema, weights):
+    for i in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        element(i, param, grad, state, scalars, seed)  # noqa: F821 (bound per update)
+        average(i, param, ema, weights)  # noqa: F821
+
+
+@functools.cache
+def _codec() -> tuple[Any, Any]:
+    """The bfloat16 load and store as device functions: the CPU's bit arithmetic on a GPU,
+    its NumPy equivalent under the simulator (which runs device functions as Python)."""
+    from numba import config
+
+    from . import compact
+    if config.ENABLE_CUDASIM:
+        return _device_function(compact._python_load), _device_function(compact._python_store)
+    mix32 = _device_function(specialized(compact._mix32, "mix32_cuda"))
+    noise = _device_function(specialized(compact._noise, "noise_cuda", _mix32=mix32))
+    load = _device_function(specialized(compact._cpu_load, "bf16_load_cuda"))
+    store = _device_function(specialized(compact._cpu_store, "bf16_store_cuda", _noise=noise))
+    return load, store
+
+
+def compact_python_kernel(update: Any, dtype_name: str, averaged: bool,
+                          compact: tuple) -> Any:
+    """The Python function behind the compact-state kernel of ``update``: the grid-stride
+    loop around the per-element function rewritten by :func:`.compact.rewritten`."""
+    from .compact import FORMATS, rewritten
+    fmt, flags = compact
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown compact state format {fmt!r}")
+    load, store = _codec()
+    element = compile_family(rewritten(update.element, flags, load, store), _device_function,
+                             "cuda", {})
+    tag = "".join("c" if flag else "f" for flag in flags)
+    name = f"{update.name}_{fmt}_{tag}_{dtype_name}"
+    if averaged:
+        average = compile_family(ema_element, _device_function, "cuda", _PIECES)
+        return specialized(_compact_loop_averaged, f"{name}_averaged", element=element,
+                           average=average)
+    return specialized(_compact_loop, name, element=element)
+
+
+def compact_signature(update: Any, dtype: np.dtype, averaged: bool, compact: tuple) -> Signature:
+    """The explicit signature of a compact-state kernel: each flagged state array holds
+    ``uint16`` codes, the others ``dtype``; the step's ``seed`` is a uint32."""
+    scalar = _SCALAR_TYPES[np.dtype(dtype)]
+    array = scalar[::1]
+    _, flags = compact
+    state = nbtypes.Tuple(tuple(nbtypes.uint16[::1] if flag else array for flag in flags))
+    count = len(update.scalar_names)
+    scalars = nbtypes.UniTuple(scalar, count) if count else nbtypes.Tuple(())
+    args = [array, array, state, scalars, nbtypes.uint32]
+    if averaged:
+        args += [array, nbtypes.UniTuple(scalar, 3)]
+    return nbtypes.void(*args)
+
+
+@functools.cache
+def _compiled_compact(update, dtype_name, averaged, compact):
+    return cuda.jit(compact_signature(update, np.dtype(dtype_name), averaged, compact),
+                    **_OPTIONS)(compact_python_kernel(update, dtype_name, averaged, compact))

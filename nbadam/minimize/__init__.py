@@ -36,6 +36,7 @@ from numba.core.errors import NumbaError
 from scipy.optimize import OptimizeResult
 
 from .. import _launch, _validate, rules
+from ..optimizers import _compact
 from . import _batch, _compiled, _status
 from ._inputs import (
     COMMON_OPTIONS,
@@ -557,6 +558,9 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         ``clip_grad_norm`` do (>= 0; None does not clip).  Only the step
         sees the scaled gradient: ``gtol``, ``jac`` in the result and the
         callback see the gradient ``jac`` returned.
+    state_precision : str
+        "float32", or "bfloat16" (float32 ``x0`` only) to keep the rule's
+        moments as bfloat16 codes, as the optimizers' ``state_precision``.
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {fun!r}")
@@ -649,9 +653,15 @@ class _Loop:
         scalars, settings = _compiled.pack(opts, n, lower is not None)
         bounds = (np.empty((2, 0), dtype) if lower is None
                   else np.stack([lower, upper]).astype(dtype))
-        return cls(loops=_compiled.loops(update),
-                   state=tuple(np.full(n, start, dtype)
-                               for start in update.initial_values(rule.hyper(hyper))),
+        precision = _compact.check(opts["state_precision"], update, dtype,
+                                   f"method {rule.name!r}")
+        flags = _compact.flags(update, precision)
+        compact = (precision, flags) if any(flags) else None
+        starts = update.initial_values(rule.hyper(hyper))
+        return cls(loops=_compiled.loops(update, compact),
+                   state=tuple(_compact.encode(precision, np.full(n, start, dtype)) if flag
+                               else np.full(n, start, dtype)
+                               for start, flag in zip(starts, flags, strict=True)),
                    hyper=rule.hyper(hyper),
                    running=np.array(rule.initial_running(rule.hyper(hyper)), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),

@@ -95,6 +95,10 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
                          "kernels do not compute; call nbadam.minimize on each problem")
     options, per_problem = _split_per_problem(rule, options, K)
     opts = _parse_options(rule, options, BATCH_OPTIONS)
+    if opts["state_precision"] != "float32":
+        raise ValueError("options['state_precision'] is not supported by minimize_batch: its "
+                         "loops keep float32 state; leave it 'float32', or call minimize per "
+                         "problem")
     if opts["clip_grad_norm"] is not None:
         raise ValueError("options['clip_grad_norm'] is not supported by minimize_batch: its "
                          "steps share one kernel launch over all problems; scale each "

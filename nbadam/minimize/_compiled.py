@@ -47,6 +47,7 @@ from numba.core import cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
+from .._kernels import compact as _compact_kernels
 from .._kernels import cpu, reduction
 from .._kernels._build import compile_family, source_digest, specialized
 from ._status import (
@@ -265,6 +266,11 @@ def _update_reduced(x, g, state, hyper, running, lr, t):
     kernel(x, g, state, _in_dtype_of(finish(hyper, running, lr, t, sums), x))  # noqa: F821
 
 
+def _update_compact(x, g, state, hyper, running, lr, t):
+    c = _in_dtype_of(scalars(hyper, running, lr, t), x)  # noqa: F821 (bound per update)
+    kernel(x, g, state, c, np.uint32(t))  # noqa: F821 (the step count seeds the rounding)
+
+
 def _iterate(x, g, work, max_norm, f, lr, nit, stop, state, best, bounds, hyper, running,
              scalars, settings):
     status = observe(x, g, f, nit, stop, best, scalars, settings)
@@ -408,12 +414,24 @@ class Loops:
     __slots__ = ("update", "iterate", "spans", "step_shared", "step_rows",
                  "step_shared_parallel", "step_rows_parallel", "scalar_rows")
 
-    def __init__(self, update: Any):
+    def __init__(self, update: Any, compact: tuple | None = None):
         digest = source_digest(update.scalars, update.element, _update, _iterate, _spans,
                                _step_shared, _step_rows, _step_shared_parallel,
                                _step_rows_parallel, _scalar_rows)
         name = f"{update.name}_{digest}"
         scalars = compile_family(update.scalars, _SCALAR_JIT, "minimize", _PIECES)
+        if compact is not None:
+            # Compact state (state_precision): the single-problem loops only.
+            pair = _compact_kernels.kernels(update, *compact)
+            kernel = pair.serial
+            # The kernels' name carries the digest of the codec, so a changed codec is
+            # never served from an older cache entry of these loops.
+            name = f"{pair.name}_{source_digest(_update_compact, _iterate)}"
+            self.update = numba.njit(**_OPTIONS)(specialized(
+                _update_compact, f"update_{name}", scalars=scalars, kernel=kernel))
+            self.iterate = numba.njit(**_OPTIONS)(specialized(
+                _iterate, f"iterate_{name}", update=self.update))
+            return
         kernel = cpu.kernels(update).serial
         # The serial kernel only: a cached function that links a parallel=True kernel
         # aborts when loaded into a process whose Numba thread pool has not started
@@ -449,9 +467,10 @@ class Loops:
 
 
 @functools.cache
-def loops(update: Any) -> Loops:
-    """The compiled loops of ``update`` (built on first use, then kept)."""
-    return Loops(update)
+def loops(update: Any, compact: tuple | None = None) -> Loops:
+    """The compiled loops of ``update`` (built on first use, then kept); with ``compact``,
+    ``(format, flags)`` of compact state, its single-problem loops only."""
+    return Loops(update, compact)
 
 
 def _evaluate(fun, jac, x, args):

@@ -54,6 +54,7 @@ def run(fun: Callable[..., Any], x0: np.ndarray, args: tuple, jac: Any,
     cuda_launcher.require()
     opt = optimizers.make_optimizer(
         rule, x0, device="cuda", clip_grad_norm=opts["clip_grad_norm"],
+        state_precision=opts["state_precision"],
         **{name: opts[name] for name in rule.defaults if name not in rule.pinned})
     x = cuda_launcher.device_view(opt.params, "params")
     n, dtype = x.shape[0], x.dtype

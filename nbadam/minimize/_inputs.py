@@ -39,6 +39,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "compiled": None,
     "device": "cpu",
     "clip_grad_norm": None,
+    "state_precision": "float32",
 }
 
 #: Options of :func:`nbadam.minimize_batch` only, with their defaults.

@@ -865,7 +865,9 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
         vector = ((model.params.size,), model.dtype)
         specs = {"params": vector,
                  **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
-                 **{f"optimizer.{name}": vector for name in opt.state}}
+                 # Compact state (state_precision) keeps codes of its own dtype.
+                 **{f"optimizer.{name}": (vector[0], array.dtype)
+                    for name, array in opt.state.items()}}
         if tracker is not None:
             saved_early = field(meta, "early_stopping", dict)
             best_epoch, best = saved_early.get("best_epoch"), saved_early.get("best")

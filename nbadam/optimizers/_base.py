@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _launch, _validate, checkpoint, rules
-from . import _groups, _reduction, _snapshot
+from . import _compact, _groups, _reduction, _snapshot
 
 __all__ = ["Optimizer", "optimizer_class", "make_optimizer"]
 
@@ -117,7 +117,7 @@ class Optimizer:
     def __init__(self, params: np.ndarray, *, maximize: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
                  clip_grad_norm: float | None = None, ema: float | None = None,
-                 **hyperparameters: Any):
+                 state_precision: str = "float32", **hyperparameters: Any):
         rule = self.rule
         if rule is None:
             raise TypeError("Optimizer is a base class: use a rule's class such as "
@@ -143,6 +143,10 @@ class Optimizer:
         layout = ([(0, params.size, {})] if groups is None
                   else _groups.parse_groups(groups, params.size, self._check_group_key))
         self._update = rule.update(values)
+        self._precision = _compact.check(state_precision, self._update, params.dtype,
+                                         type(self).__name__)
+        flags = _compact.flags(self._update, self._precision)
+        self._compact = (self._precision, flags) if any(flags) else None
         self._params = params
         self._public_params = public
         self._dtype = params.dtype
@@ -160,17 +164,20 @@ class Optimizer:
         self._running.shape = (len(self._groups), len(rule.running))
         for group in self._groups:
             group.running = self._running[group.index]   # a view, updated in place
-        self._state = {name: _launch.zeros(self._size, self._dtype, self._device)
-                       for name in self._update.state}
+        self._state = {name: _launch.zeros(self._size, _compact.code_dtype(
+                           self._precision, self._dtype) if flag else self._dtype, self._device)
+                       for name, flag in zip(self._update.state, flags, strict=True)}
         for group in self._groups:
             starts = self._update.initial_values(group.hyper())
-            for (name, array), start in zip(self._state.items(), starts, strict=True):
+            for (name, array), start, flag in zip(self._state.items(), starts, flags,
+                                                  strict=True):
                 lo, hi = group.start, group.stop
                 if name in self._update.from_params:   # starts at the group's parameters
                     _launch.copy_array(array[lo:hi], params[lo:hi], self._device)
                 elif start != 0.0:
-                    _launch.copy_into(array[lo:hi], np.full(group.size, start, self._dtype),
-                                      self._device)
+                    values = np.full(group.size, start, self._dtype)
+                    _launch.copy_into(array[lo:hi], _compact.encode(self._precision, values)
+                                      if flag else values, self._device)
         self._state_arrays = tuple(self._state.values())
         self._ema = (None if self._ema_decay is None
                      else _launch.zeros(self._size, self._dtype, self._device))
@@ -218,6 +225,24 @@ class Optimizer:
     def clip_grad_norm(self) -> float | None:
         """``max_norm`` of gradient clipping, or None (fixed at construction)."""
         return self._clip
+
+    @property
+    def state_precision(self) -> str:
+        """How the moments are stored: ``"float32"`` or ``"bfloat16"`` (fixed at construction).
+
+        With ``"bfloat16"`` the arrays of :attr:`state` that the rule marks as
+        compact hold ``uint16`` codes (the upper half of each float32, rounded
+        to nearest even); :meth:`state_values` decodes them.
+        """
+        return self._precision
+
+    def state_values(self) -> dict[str, np.ndarray]:
+        """The state arrays as values: host copies, compact arrays decoded to float32."""
+        flags = _compact.flags(self._update, self._precision)
+        return {name: (_compact.decode(self._precision, host) if flag else host)
+                for (name, host), flag in zip(
+                    ((k, _launch.to_host(v, self._device)) for k, v in self._state.items()),
+                    flags, strict=True)}
 
     @property
     def ema_decay(self) -> float | None:
@@ -435,12 +460,15 @@ class Optimizer:
             params, grad = self._params[lo:hi], grad[lo:hi]
             state = tuple(array[lo:hi] for array in self._state_arrays)
             ema = None if ema is None else ema[lo:hi]
+        # Compact state: the stochastic rounding of step t draws on t.
+        extra = ({} if self._compact is None
+                 else {"compact": self._compact, "seed": self.step_count + 1})
         if ema is None:
             _launch.step(self._update, group.size, params, grad, state, scalars,
-                         device=self._device)
+                         device=self._device, **extra)
         else:
             _launch.step(self._update, group.size, params, grad, state, scalars,
-                         device=self._device, ema=ema, ema_weights=self._ema_weights)
+                         device=self._device, ema=ema, ema_weights=self._ema_weights, **extra)
 
     def _clip_coefficient(self, grad: Any) -> float:
         """``min(1, max_norm / (norm + 1e-6))`` of ``torch.nn.utils.clip_grad_norm_``."""
@@ -500,8 +528,9 @@ class Optimizer:
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state written by :meth:`save` into this optimizer."""
-        state_dict = checkpoint.load_optimizer(path, _snapshot.array_names(self),
-                                               size=self._size, dtype=self._dtype)
+        state_dict = checkpoint.load_optimizer(
+            path, _snapshot.array_names(self), size=self._size, dtype=self._dtype,
+            specs=lambda meta: _snapshot.array_specs(self, meta))
         try:
             self.load_state_dict(state_dict)
         except (TypeError, ValueError) as exc:

@@ -47,11 +47,11 @@ class Lion(Optimizer):
     weight_decay : float, default 0
         Decoupled decay :math:`\lambda`, scaled by the learning rate, as
         optax's (whose default is 1e-3) (>= 0).
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`: maximise the objective (the gradient
         is negated), what a non-finite gradient does, where the update runs,
-        parameter groups, gradient clipping fused into the update, and an
-        average of the parameters.
+        parameter groups, gradient clipping fused into the update, an
+        average of the parameters, and the storage of the moments.
     Examples
     --------
     >>> import numpy as np
@@ -69,10 +69,11 @@ class Lion(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, *,
                  maximize: bool = False, nonfinite: str = "propagate", device: str = "cpu",
                  groups: Any = None, clip_grad_norm: float | None = None,
-                 ema: float | None = None):
+                 ema: float | None = None, state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay,
                          maximize=maximize, nonfinite=nonfinite, device=device, groups=groups,
-                         clip_grad_norm=clip_grad_norm, ema=ema)
+                         clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)
 
 
 class AdaBelief(Optimizer):
@@ -104,11 +105,11 @@ class AdaBelief(Optimizer):
     eps_root : float, default 1e-16
         Added to the variance at every step, inside the square root, and
         kept in the state (>= 0).  The paper uses 0.
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`: maximise the objective (the gradient
         is negated), what a non-finite gradient does, where the update runs,
-        parameter groups, gradient clipping fused into the update, and an
-        average of the parameters.
+        parameter groups, gradient clipping fused into the update, an
+        average of the parameters, and the storage of the moments.
     Examples
     --------
     >>> import numpy as np
@@ -127,10 +128,12 @@ class AdaBelief(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
                  eps_root: float = 1e-16, *, maximize: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
-                 clip_grad_norm: float | None = None, ema: float | None = None):
+                 clip_grad_norm: float | None = None, ema: float | None = None,
+                 state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, eps_root=eps_root,
                          maximize=maximize, nonfinite=nonfinite, device=device, groups=groups,
-                         clip_grad_norm=clip_grad_norm, ema=ema)
+                         clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)
 
 
 class Adan(Optimizer):
@@ -167,11 +170,11 @@ class Adan(Optimizer):
         Added to the bias-corrected squared term inside the square root (>= 0).
     weight_decay : float, default 0
         Decoupled decay :math:`\lambda`, scaled by the learning rate, as optax (>= 0).
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`: maximise the objective (the gradient
         is negated), what a non-finite gradient does, where the update runs,
-        parameter groups, gradient clipping fused into the update, and an
-        average of the parameters.
+        parameter groups, gradient clipping fused into the update, an
+        average of the parameters, and the storage of the moments.
     Examples
     --------
     >>> import numpy as np
@@ -191,10 +194,11 @@ class Adan(Optimizer):
                  eps_root: float = 1e-8, weight_decay: float = 0.0, *,
                  maximize: bool = False, nonfinite: str = "propagate", device: str = "cpu",
                  groups: Any = None, clip_grad_norm: float | None = None,
-                 ema: float | None = None):
+                 ema: float | None = None, state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, eps_root=eps_root,
                          weight_decay=weight_decay, maximize=maximize, nonfinite=nonfinite,
-                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)
 
 
 class Yogi(Optimizer):
@@ -225,11 +229,11 @@ class Yogi(Optimizer):
     initial_accumulator : float, default 1e-6
         The value both moments start at (optax's ``initial_accumulator_value``;
         >= 0).  It takes effect when the optimizer is built.
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`: maximise the objective (the gradient
         is negated), what a non-finite gradient does, where the update runs,
-        parameter groups, gradient clipping fused into the update, and an
-        average of the parameters.
+        parameter groups, gradient clipping fused into the update, an
+        average of the parameters, and the storage of the moments.
     Examples
     --------
     >>> import numpy as np
@@ -246,11 +250,13 @@ class Yogi(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-3,
                  initial_accumulator: float = 1e-6, *, maximize: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
-                 clip_grad_norm: float | None = None, ema: float | None = None):
+                 clip_grad_norm: float | None = None, ema: float | None = None,
+                 state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, eps=eps,
                          initial_accumulator=initial_accumulator, maximize=maximize,
                          nonfinite=nonfinite, device=device, groups=groups,
-                         clip_grad_norm=clip_grad_norm, ema=ema)
+                         clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)
 
 
 
@@ -296,7 +302,7 @@ class AdamWScheduleFree(Optimizer):
         Polynomial weighting ``t**r`` of the average (>= 0).
     weight_lr_power : float, default 2
         The average weights each step by ``lr_max**weight_lr_power`` (>= 0).
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`: maximise the objective (the gradient
         is negated), what a non-finite gradient does, where the update runs,
         parameter groups, gradient clipping fused into the update, and an
@@ -321,8 +327,10 @@ class AdamWScheduleFree(Optimizer):
                  weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
                  weight_lr_power: float = 2.0, *, maximize: bool = False,
                  nonfinite: str = "propagate", device: str = "cpu", groups: Any = None,
-                 clip_grad_norm: float | None = None, ema: float | None = None):
+                 clip_grad_norm: float | None = None, ema: float | None = None,
+                 state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
                          maximize=maximize, nonfinite=nonfinite, device=device, groups=groups,
-                         clip_grad_norm=clip_grad_norm, ema=ema)
+                         clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)

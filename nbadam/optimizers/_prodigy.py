@@ -64,7 +64,7 @@ class Prodigy(Optimizer):
         Multiplies the estimate of ``d`` (> 0); the preferred way to tune Prodigy.
     growth_rate : float, default inf
         The largest factor ``d`` may grow by in a step (>= 1); 1.02 warms up.
-    maximize, nonfinite, device, groups, clip_grad_norm, ema
+    maximize, nonfinite, device, groups, clip_grad_norm, ema, state_precision
         As for :class:`~nbadam.Adam`.
 
     Examples
@@ -88,10 +88,11 @@ class Prodigy(Optimizer):
                  d0: float = 1e-6, d_coef: float = 1.0, growth_rate: float = math.inf, *,
                  maximize: bool = False, nonfinite: str = "propagate", device: str = "cpu",
                  groups: Any = None, clip_grad_norm: float | None = None,
-                 ema: float | None = None):
+                 ema: float | None = None, state_precision: str = "float32"):
         super().__init__(params, lr=lr, betas=betas, beta3=beta3, eps=eps,
                          weight_decay=weight_decay, decouple=decouple,
                          use_bias_correction=use_bias_correction,
                          safeguard_warmup=safeguard_warmup, d0=d0, d_coef=d_coef,
                          growth_rate=growth_rate, maximize=maximize, nonfinite=nonfinite,
-                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema)
+                         device=device, groups=groups, clip_grad_norm=clip_grad_norm, ema=ema,
+                         state_precision=state_precision)

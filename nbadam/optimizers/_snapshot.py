@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _launch, _validate, rules, schedules
+from . import _compact
 
 if TYPE_CHECKING:
     from ._base import Optimizer
 
-__all__ = ["state_dict", "load_state_dict", "array_names"]
+__all__ = ["state_dict", "load_state_dict", "array_names", "array_specs"]
 
 _EMA = "ema_params"
 
@@ -26,6 +27,24 @@ _EMA = "ema_params"
 def array_names(opt: Optimizer) -> tuple[str, ...]:
     """The arrays a snapshot of ``opt`` holds: the rule's state (and the average)."""
     return (*opt._update.state, *((_EMA,) if opt._ema is not None else ()))
+
+
+def array_specs(opt: Optimizer, meta: dict[str, Any]) -> dict[str, tuple]:
+    """``name -> (shape, dtype)`` of the arrays of a snapshot of ``opt`` described by ``meta``
+    (its precision may differ from ``opt``'s: the arrays are then converted on loading)."""
+    precision = _snapshot_precision(meta)
+    specs = _compact.array_specs(opt._update, precision, opt._size, opt._dtype)
+    if opt._ema is not None:
+        specs[_EMA] = ((opt._size,), opt._dtype)
+    return specs
+
+
+def _snapshot_precision(snapshot: dict[str, Any]) -> str:
+    precision = snapshot.get("state_precision", "float32")
+    if precision not in _compact.PRECISIONS:
+        raise ValueError(f"state_dict state_precision is {precision!r}; expected one of "
+                         f"{', '.join(map(repr, _compact.PRECISIONS))}")
+    return precision
 
 
 def _serial(value: Any) -> Any:
@@ -57,6 +76,8 @@ def state_dict(opt: Optimizer) -> dict[str, Any]:
                                **{k: _serial(v) for k, v in g.overrides.items()}}
                               for g in opt._groups]
         snapshot["group_scalars"] = running
+    if opt._precision != "float32":
+        snapshot["state_precision"] = opt._precision
     if opt._clip is not None or opt._ema is not None:
         snapshot["options"] = {"clip_grad_norm": opt._clip, "ema": opt._ema_decay}
     if opt._ema is not None:
@@ -79,7 +100,7 @@ def load_state_dict(opt: Optimizer, snapshot: Any) -> None:
             f"state_dict holds {snapshot.get('size')} x {snapshot.get('dtype')} state; "
             f"this {name} has {opt._size} x {opt._dtype.name} parameters")
     _check_options(opt, snapshot.get("options", {}))
-    arrays = _checked_state(snapshot.get("state", {}), opt)
+    arrays = _checked_state(snapshot.get("state", {}), opt, _snapshot_precision(snapshot))
     values = _checked_hyperparameters(opt, snapshot.get("hyperparameters", {}))
     overrides = _checked_groups(opt, snapshot.get("groups"))
     step_count = _count(snapshot, "step_count", None)
@@ -183,8 +204,10 @@ def _checked_groups(opt: Optimizer, groups: Any) -> list[dict[str, Any]]:
     return checked
 
 
-def _checked_state(arrays: Any, opt: Optimizer) -> dict[str, np.ndarray]:
-    """The snapshot's arrays, checked for names, shape, dtype and plausibility."""
+def _checked_state(arrays: Any, opt: Optimizer, precision: str = "float32",
+                   ) -> dict[str, np.ndarray]:
+    """The snapshot's arrays, checked for names, shape, dtype and plausibility, and
+    converted from the snapshot's ``precision`` to the optimizer's."""
     update, size, dtype = opt._update, opt._size, opt._dtype
     if not isinstance(arrays, dict):
         raise ValueError(f"state_dict state must be a dict of arrays, got "
@@ -195,16 +218,25 @@ def _checked_state(arrays: Any, opt: Optimizer) -> dict[str, np.ndarray]:
         hint = f" (was {' or '.join(structural)} set differently?)" if structural else ""
         raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
                          f"{sorted(expected)}{hint}")
+    theirs = dict(zip(update.state, _compact.flags(update, precision), strict=True))
+    ours = dict(zip(update.state, _compact.flags(update, opt._precision), strict=True))
     checked = {}
     for key, array in arrays.items():
         array = np.asarray(array)
-        if array.shape != (size,) or array.dtype != dtype:
+        expected = _compact.code_dtype(precision, dtype) if theirs.get(key) else dtype
+        if array.shape != (size,) or array.dtype != expected:
             raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
-                             f"expected ({size},) {dtype}")
-        if key in update.nonnegative and np.any(array < 0):
-            index = int(np.flatnonzero(array < 0)[0])
+                             f"expected ({size},) {expected}"
+                             + (f" (state_precision {precision!r})" if theirs.get(key) else ""))
+        values = _compact.decode(precision, array) if theirs.get(key) else array
+        if key in update.nonnegative and np.any(values < 0):
+            index = int(np.flatnonzero(values < 0)[0])
             raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
-                             f"squares or magnitudes), but {key}[{index}] = {array[index]}")
+                             f"squares or magnitudes), but {key}[{index}] = {values[index]}")
+        if ours.get(key) and not (theirs.get(key) and precision == opt._precision):
+            array = _compact.encode(opt._precision, values)   # into the receiver's format
+        elif not ours.get(key):
+            array = values
         checked[key] = array
     return checked
 

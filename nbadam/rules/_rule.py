@@ -106,6 +106,10 @@ class Update:
         :attr:`state` names arrays of this update, which it reads only; its
         scalar function takes the same arguments and must not change
         ``running``.  None (the default) when the parameters are the point.
+    compact : tuple of str
+        State arrays that ``state_precision="bfloat16"`` may store in fewer
+        bits (moments, which tolerate the rounding); the others stay float32.
+        Empty: the update supports float32 state only.
     element : callable
         A :func:`piece` ``element(i, param, grad, state, c)`` that updates
         element ``i`` of ``param`` and of the arrays of the tuple ``state``
@@ -144,6 +148,7 @@ class Update:
     sum_names: tuple[str, ...] = ()
     finish: Callable[..., tuple] | None = None
     finish_names: tuple[str, ...] = ()
+    compact: tuple[str, ...] = ()
 
     def evaluation_state(self, state: tuple) -> tuple:
         """The arrays of ``state`` (this update's, in its order) that :attr:`evaluation` reads."""
@@ -175,6 +180,10 @@ class Update:
             if not getattr(func, "__nbadam_piece__", False):
                 raise TypeError(f"update {self.name!r}: {func.__name__} must be marked "
                                 "with nbadam.rules.piece")
+        for name in (*self.nonnegative, *self.compact):
+            if name not in self.state:
+                raise ValueError(f"update {self.name!r}: {name!r} is not one of its state "
+                                 f"arrays {self.state}")
         if not self.name.isidentifier():
             raise ValueError(f"update name {self.name!r} must be a Python identifier")
         unknown = [name for name in (*self.from_params,

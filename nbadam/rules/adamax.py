@@ -40,7 +40,8 @@ def adamax_element(i, param, grad, state, c):
 
 
 ADAMAX_UPDATE = Update("adamax", ("exp_avg", "exp_inf"), SCALARS, adamax_scalars,
-                       adamax_element, nonnegative=("exp_inf",))
+                       adamax_element, nonnegative=("exp_inf",),
+                       compact=("exp_avg", "exp_inf"))
 
 ADAMAX = Rule("adamax", "Adamax", "Adamax",
               defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},

@@ -55,7 +55,8 @@ def adan_element(i, param, grad, state, c):
         one_minus_beta3, beta3, one, bc1, bc2, bc3, eps_root, eps, weight_decay, neg_lr = c
     p = param[i]
     g = grad[i] * grad_sign
-    diff = zero if first else g - prev_grad[i]
+    previous = prev_grad[i]   # read outside the branch, so that every build vectorises
+    diff = zero if first else g - previous
     m = moving_average(exp_avg[i], g, beta1, one_minus_beta1)
     v = moving_average(exp_avg_diff[i], diff, beta2, one_minus_beta2)
     corrected = g + one_minus_beta2 * diff
@@ -72,7 +73,8 @@ def adan_element(i, param, grad, state, c):
 
 
 ADAN_UPDATE = Update("adan", ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad"), SCALARS,
-                     adan_scalars, adan_element, nonnegative=("exp_avg_sq",))
+                     adan_scalars, adan_element, nonnegative=("exp_avg_sq",),
+                     compact=("exp_avg", "exp_avg_diff", "exp_avg_sq"))
 
 
 def _betas3(name, value):

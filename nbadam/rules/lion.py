@@ -51,7 +51,8 @@ def lion_element(i, param, grad, state, c):
     param[i] = p + neg_lr * update
 
 
-LION_UPDATE = Update("lion", ("exp_avg",), SCALARS, lion_scalars, lion_element)
+LION_UPDATE = Update("lion", ("exp_avg",), SCALARS, lion_scalars, lion_element,
+                     compact=("exp_avg",))
 
 LION = Rule("lion", "Lion: the sign of an interpolated momentum (optax)", "Lion",
             defaults={"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0},
