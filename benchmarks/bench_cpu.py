@@ -164,7 +164,8 @@ class CompactState:
         other = _peers.NbadamStep(n, np.float32, "adam")
         other.setup()
         samples = _peers.interleaved([self.peer, other], repeat=5, min_time=0.005)
+        ratio = float(np.median(samples[self.peer.name] / samples[other.name]))
         _peers.release([other])
-        return float(np.median(samples[self.peer.name] / samples[other.name]))
+        return ratio
 
     track_ratio_to_float32.unit = "step time / float32-state step time"
