@@ -12,13 +12,26 @@ fi
 .venv/bin/python -m pip install -q -e ".[test,plot,docs,mpi]"
 echo "== ruff"
 .venv/bin/ruff check nbadam tests benchmarks
-echo "== pytest: CUDA kernels under Numba's CUDA simulator"
-NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_minimize_cuda.py \
+# The simulator's tests (one Python thread) run beside the asv pass (another), each with
+# its own Numba cache, and report when both are done.
+sim_log=$(mktemp -t nbadam-cudasim-XXXXXX.log)
+NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$(mktemp -d -t nbadam-numba-sim-XXXXXX)" \
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_minimize_cuda.py \
     tests/test_groups_cuda.py tests/test_minimize_batch_cuda.py tests/test_schedulefree_cuda.py \
-    tests/test_prodigy_cuda.py tests/test_compact_cuda.py
+    tests/test_prodigy_cuda.py tests/test_compact_cuda.py >"$sim_log" 2>&1 &
+sim=$!
+trap 'kill "$sim" 2>/dev/null || true' EXIT
 echo "== asv: the benchmark suite imports, and one quick pass of every benchmark runs"
 .venv/bin/asv machine --yes --machine ci >/dev/null
 .venv/bin/asv check --python=same
 .venv/bin/asv run --python=same --quick --show-stderr --machine ci
+echo "== pytest: CUDA kernels under Numba's CUDA simulator (run beside asv)"
+sim_status=0
+wait "$sim" || sim_status=$?
+cat "$sim_log"
+if [ "$sim_status" -ne 0 ]; then
+    echo "the CUDA simulator tests failed (exit status $sim_status)" >&2
+    exit "$sim_status"
+fi
 echo "== pytest: everything (docstring examples and the docs build included)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests --doctest-modules nbadam
