@@ -372,6 +372,11 @@ class ShardedOptimizer:
                              "step needs sums over the whole vector, and each rank sees only "
                              "its slice; use a plain optimizer with an allreduced gradient "
                              "(nbadam.distributed.allreduce_mean) instead")
+        if rule is not None and any(update.evaluation is not None for update in rule.updates):
+            raise ValueError(f"ShardedOptimizer does not run {optimizer_class.__name__}: it "
+                             "reports an averaged point (eval_params) that the shards do not "
+                             "gather; use a plain optimizer with an allreduced gradient "
+                             "(nbadam.distributed.allreduce_mean) instead")
         if hyperparameters.get("device", "cpu") != "cpu":
             raise ValueError(f"ShardedOptimizer runs on the CPU, got "
                              f"device={hyperparameters['device']!r}")
@@ -588,7 +593,7 @@ class ShardedOptimizer:
 #: Members of :class:`~nbadam.Optimizer` a ShardedOptimizer answers for this rank's
 #: slice exactly as the optimizer over that slice does.
 _DELEGATED = ("device", "state", "step_count", "skipped_steps", "last_lr", "hyperparameters",
-              "current_lr")
+              "current_lr", "state_precision")
 _DELEGATED_DOCS = {
     "step_count": "Steps applied (the same on every rank).",
     "skipped_steps": "Steps skipped for a non-finite gradient (``nonfinite=\"skip\"``).",

@@ -251,6 +251,11 @@ def test_sharded_optimizer_nonfinite_policies(policy):
     ((nbadam.Adam, np.zeros(3), COMM), {"device": "cuda"}, ValueError, "runs on the CPU"),
     ((nbadam.Adam, np.zeros(3), COMM), {"lr": -1.0}, ValueError, "lr must be >= 0"),
     ((nbadam.Adam, [0.0, 1.0], COMM), {}, TypeError, "NumPy array"),
+    ((nbadam.AdamWScheduleFree, np.zeros(3), COMM), {}, ValueError,
+     "reports an averaged point"),
+    ((nbadam.Prodigy, np.zeros(3), COMM), {}, ValueError, "sums over the whole vector"),
+    ((nbadam.Adam, np.zeros(3, np.float32), COMM), {"state_precision": "bfloat16"}, ValueError,
+     "does not support state_precision"),
 ])
 def test_sharded_optimizer_refuses_bad_arguments(args, kwargs, error, message):
     if len(args) == 1:
