@@ -141,14 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument("--min-delta", type=_nonnegative_float, default=0.0, metavar="D",
                        help="the smallest change of --monitor that counts as an improvement "
                             "(default: 0)")
-    mnist.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
-                       help="hidden layer widths (default: 256,128)")
-    mnist.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
-                       help="hidden activation (default: relu)")
-    mnist.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                       help="parameter and arithmetic dtype (default: float32)")
-    mnist.add_argument("--seed", type=_nonnegative_int, default=0,
-                       help="seed of the initial weights and the data order (default: 0)")
+    _add_model_arguments(mnist)
     mnist.add_argument("--subset", type=_positive_int, default=None, metavar="N",
                        help="train on the first N training images only (quick runs)")
     mnist.add_argument("--save", metavar="PATH", help="write the trained model (.npz)")
@@ -172,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "ranks (ZeRO stage 1)")
     _add_lr_find(commands, rules.names())
     return parser
+
+
+def _add_model_arguments(command: argparse.ArgumentParser) -> None:
+    """The MLP's arguments, the same for ``nbadam mnist`` and ``nbadam lr-find``."""
+    command.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
+                         help="hidden layer widths (default: 256,128)")
+    command.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
+                         help="hidden activation (default: relu)")
+    command.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                         help="parameter and arithmetic dtype (default: float32)")
+    command.add_argument("--seed", type=_nonnegative_int, default=0,
+                         help="seed of the initial weights and the data order (default: 0)")
 
 
 def _add_lr_find(commands: Any, rule_names: Sequence[str]) -> None:
@@ -200,14 +205,7 @@ def _add_lr_find(commands: Any, rule_names: Sequence[str]) -> None:
                            "(default: valley)")
     find.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
                       help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
-    find.add_argument("--hidden", type=_widths, default=(256, 128), metavar="W1,W2,...",
-                      help="hidden layer widths (default: 256,128)")
-    find.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu",
-                      help="hidden activation (default: relu)")
-    find.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                      help="parameter and arithmetic dtype (default: float32)")
-    find.add_argument("--seed", type=_nonnegative_int, default=0,
-                      help="seed of the initial weights and the data order (default: 0)")
+    _add_model_arguments(find)
     find.add_argument("--subset", type=_positive_int, default=None, metavar="N",
                       help="use the first N training images only")
     find.add_argument("--plot", metavar="PATH", help="draw the loss against the learning "

@@ -19,10 +19,9 @@ float32 machine code, bad inputs, ``lr=0``, the CUDA kernels) run over
 ``conftest.ALL_RULES`` in their own files.
 """
 
-import numba
 import numpy as np
 import pytest
-from conftest import DTYPES, OPTAX_RULE_IDS, OPTAX_RULES
+from conftest import DTYPES, OPTAX_RULE_IDS, OPTAX_RULES, rosenbrock, rosenbrock_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import (
@@ -244,19 +243,6 @@ def test_extreme_values_match_the_reference_exactly(data, rule, dtype, lr, beta,
 
 
 # -- minimize ---------------------------------------------------------------------------------
-@numba.njit
-def rosenbrock(x):
-    return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
-
-
-@numba.njit
-def rosenbrock_grad(x):
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
-    return g
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("settings_", ["default", "other"])
 @pytest.mark.parametrize("rule", OPTAX_RULES, ids=OPTAX_RULE_IDS)

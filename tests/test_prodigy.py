@@ -22,7 +22,7 @@ import pathlib
 import numba
 import numpy as np
 import pytest
-from conftest import DTYPES
+from conftest import DTYPES, rosenbrock, rosenbrock_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prodigy_reference import ProdigyReference
@@ -334,19 +334,6 @@ def test_clipping_is_the_clipped_gradient_and_ema_follows():
 
 
 # -- minimize, the MLP and the refusals -------------------------------------------------------
-@numba.njit
-def rosenbrock(x):
-    return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
-
-
-@numba.njit
-def rosenbrock_grad(x):
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
-    return g
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("hyper", [{}, {"weight_decay": 0.01, "betas": (0.0, 0.99)}],
                          ids=["default", "other"])

@@ -14,10 +14,9 @@
 
 import pathlib
 
-import numba
 import numpy as np
 import pytest
-from conftest import DTYPES
+from conftest import DTYPES, rosenbrock, rosenbrock_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import load_golden, param_scale, relative_tolerance
@@ -412,19 +411,6 @@ def test_registry_entry():
 
 
 # -- minimize -------------------------------------------------------------------------------------
-@numba.njit
-def rosenbrock(x):
-    return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
-
-
-@numba.njit
-def rosenbrock_grad(x):
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * x[:-1] * (x[1:] - x[:-1] ** 2) - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * (x[1:] - x[:-1] ** 2)
-    return g
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_minimize_returns_the_averaged_point(dtype):
     start = np.linspace(-1.2, 1.0, 6).astype(dtype)

@@ -40,6 +40,7 @@ from ..optimizers import _compact
 from . import _batch, _compiled, _status
 from ._inputs import (
     COMMON_OPTIONS,
+    _choose_compiled,
     _evaluator,
     _first_evaluation,
     _is_empty,
@@ -583,7 +584,10 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
     evaluate, counted = _evaluator(fun, jac, args, n, dtype, lower, upper)
     raw = _first_evaluation(fun, jac, args, x)
     f, g = evaluate(x, raw)
-    use_compiled = _choose_compiled(opts["compiled"], fun, jac, callback, raw, opts["lr"])
+    value, grad = raw
+    returns = (None if _is_real_scalar(value) and isinstance(grad, np.ndarray) and grad.ndim == 1
+               else "fun does not return a number, or jac a 1-D array")
+    use_compiled = _choose_compiled(opts["compiled"], fun, jac, callback, returns, opts["lr"])
     result = None
     if use_compiled:
         result = _run_compiled(loop, fun, jac, args, x, f, g, strict=opts["compiled"] is True)
@@ -729,32 +733,6 @@ def _run_compiled(loop: _Loop, fun: Callable, jac: Any, args: tuple, x: np.ndarr
                              f"iteration {nit} it returned another size")
         if status != _status.NEED_LR:
             return status, nit, f, g
-
-
-def _choose_compiled(choice: bool | None, fun: Callable, jac: Any,
-                     callback: Callable | None, raw: Any, lr: Any = None) -> bool:
-    """Whether to run the compiled loop; raise if ``compiled=True`` cannot be honoured."""
-    if choice is False:
-        return False
-    reasons = []
-    if not _compiled.is_compiled(fun):
-        reasons.append("fun is not a Numba @njit function")
-    if not (jac is True or _compiled.is_compiled(jac)):
-        reasons.append("jac is neither True nor a Numba @njit function")
-    if callback is not None:
-        reasons.append("a callback is given")
-    if callable(lr) and _validate.scheduled_beta1(lr, 0) is not None:
-        reasons.append("the lr schedule sets beta1 at every step (cycle_momentum), which "
-                       "only the Python loop passes on")
-    if not reasons:
-        value, grad = raw
-        if not (_is_real_scalar(value) and isinstance(grad, np.ndarray) and grad.ndim == 1):
-            reasons.append("fun does not return a number, or jac a 1-D array")
-    if reasons and choice:
-        raise ValueError("compiled=True needs a Numba fun, a Numba jac (or jac=True), no "
-                         "callback and an lr schedule that leaves beta1 alone; here "
-                         + "; ".join(reasons))
-    return not reasons
 
 
 # -- output ------------------------------------------------------------------------------

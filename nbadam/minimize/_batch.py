@@ -40,6 +40,7 @@ from ._inputs import (
     BATCH_OPTIONS,
     _batch_evaluator,
     _batch_first_evaluation,
+    _choose_compiled,
     _normalize_batch_bounds,
     _parse_options,
     _split_per_problem,
@@ -133,7 +134,11 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
     F = values.copy()
     G = np.array(grads, dtype=X.dtype, order="C", copy=True)
     done = False
-    if _choose_compiled(opts["compiled"], fun, jac, callback, raw):
+    values, grads = raw
+    returns = (None if isinstance(values, np.ndarray) and values.ndim == 1
+               and isinstance(grads, np.ndarray) and grads.ndim == 2
+               else "fun does not return a 1-D array, or jac a 2-D array")
+    if _choose_compiled(opts["compiled"], fun, jac, callback, returns):
         done = _run_compiled(batch, fun, jac, args, X, G, F, opts["active_only"],
                              _parallel(opts["parallel"], K, n),
                              strict=opts["compiled"] is True)
@@ -329,29 +334,6 @@ def _run_compiled(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.nda
                              f"at iteration {nit} it returned another shape")
         if code == _status.ALL_STOPPED:
             return True
-
-
-def _choose_compiled(choice: bool | None, fun: Callable, jac: Any,
-                     callback: Callable | None, raw: Any) -> bool:
-    """Whether to run the compiled loop; raise if ``compiled=True`` cannot be honoured."""
-    if choice is False:
-        return False
-    reasons = []
-    if not _compiled.is_compiled(fun):
-        reasons.append("fun is not a Numba @njit function")
-    if not (jac is True or _compiled.is_compiled(jac)):
-        reasons.append("jac is neither True nor a Numba @njit function")
-    if callback is not None:
-        reasons.append("a callback is given")
-    if not reasons:
-        values, grads = raw
-        if not (isinstance(values, np.ndarray) and values.ndim == 1
-                and isinstance(grads, np.ndarray) and grads.ndim == 2):
-            reasons.append("fun does not return a 1-D array, or jac a 2-D array")
-    if reasons and choice:
-        raise ValueError("compiled=True needs a Numba fun, a Numba jac (or jac=True) and no "
-                         "callback; here " + "; ".join(reasons))
-    return not reasons
 
 
 def _result(batch: _Batch, X: np.ndarray, F: np.ndarray, G: np.ndarray,

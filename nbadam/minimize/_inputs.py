@@ -24,6 +24,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 from scipy.optimize._numdiff import approx_derivative
 
 from .. import _validate, rules
+from . import _compiled
 
 #: Finite-difference schemes accepted as ``jac`` (None and False mean "2-point").
 FD_SCHEMES = ("2-point", "3-point")
@@ -119,6 +120,35 @@ def _evaluator(fun: Callable, jac: Any, args: tuple, n: int, dtype: np.dtype,
         return evaluate, counted
     raise ValueError(f"jac must be a callable, True, False, None, '2-point' or '3-point'; "
                      f"got {jac!r}")
+
+
+def _choose_compiled(choice: bool | None, fun: Callable, jac: Any, callback: Callable | None,
+                     returns: str | None, lr: Any = None) -> bool:
+    """Whether to run the compiled loop (of ``minimize`` or ``minimize_batch``); raise if
+    ``compiled=True`` cannot be honoured.
+
+    ``returns`` says what is wrong with what ``fun`` and ``jac`` returned at ``x0`` for the
+    compiled loop, or is None; ``lr`` is the learning rate or its schedule.
+    """
+    if choice is False:
+        return False
+    reasons = []
+    if not _compiled.is_compiled(fun):
+        reasons.append("fun is not a Numba @njit function")
+    if not (jac is True or _compiled.is_compiled(jac)):
+        reasons.append("jac is neither True nor a Numba @njit function")
+    if callback is not None:
+        reasons.append("a callback is given")
+    if callable(lr) and _validate.scheduled_beta1(lr, 0) is not None:
+        reasons.append("the lr schedule sets beta1 at every step (cycle_momentum), which "
+                       "only the Python loop passes on")
+    if not reasons and returns is not None:
+        reasons.append(returns)
+    if reasons and choice:
+        raise ValueError("compiled=True needs a Numba fun, a Numba jac (or jac=True), no "
+                         "callback and an lr schedule that leaves beta1 alone; here "
+                         + "; ".join(reasons))
+    return not reasons
 
 
 def _is_real_scalar(value: Any) -> bool:

@@ -57,10 +57,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from golden_problem import N_PARAMS, N_STEPS, Problem  # noqa: E402
 
-N_PARAMS = 16
-N_STEPS = 200
-ALWAYS_ZERO = 5  # index of the element whose gradient is exactly 0 on every step
 OUT_DIR = pathlib.Path(__file__).resolve().parent / "goldens_optax"
 PINNED = {"optax": "0.2.8", "jax": "0.10.2"}
 
@@ -121,37 +119,6 @@ CASES = {
 }
 
 
-class Problem:
-    """The objective whose gradient drives a case, with the noise drawn up front.
-
-    ``grad(theta)`` is ``a * (theta - c)`` (a separable quadratic with curvatures ``a``
-    between 1e-3 and 1e1), plus ``rho`` times the gradient of the Rosenbrock coupling
-    ``(1 - x)**2 + (y - x**2)**2`` of each pair ``(x, y) = (theta[2k], theta[2k + 1])``, plus
-    noise of a per-element scale between 1e-4 and 1e0; then the entries of ``zero[t]`` and
-    the element ``ALWAYS_ZERO`` are set to exactly 0.
-    """
-
-    def __init__(self, seed):
-        rng = np.random.default_rng(seed)
-        self.params0 = rng.normal(size=N_PARAMS) * 10.0 ** rng.uniform(-2.0, 0.5, N_PARAMS)
-        self.curvature = 10.0 ** rng.uniform(-3.0, 1.0, N_PARAMS)
-        self.centre = rng.normal(size=N_PARAMS)
-        self.rho = 0.5
-        noise_scale = 10.0 ** rng.uniform(-4.0, 0.0, N_PARAMS)
-        self.noise = noise_scale * rng.normal(size=(N_STEPS, N_PARAMS))
-        self.zero = rng.random((N_STEPS, N_PARAMS)) < 0.05
-        self.zero[:, ALWAYS_ZERO] = True
-
-    def grad(self, theta, t):
-        """The gradient of step ``t`` (0-based) at ``theta``, in float64."""
-        theta = np.asarray(theta, dtype=np.float64)
-        g = self.curvature * (theta - self.centre)
-        x, y = theta[0::2], theta[1::2]
-        g[0::2] += self.rho * (-2.0 * (1.0 - x) - 4.0 * x * (y - x * x))
-        g[1::2] += self.rho * (2.0 * (y - x * x))
-        g = g + self.noise[t]
-        g[self.zero[t]] = 0.0
-        return g
 
 
 def _optax_kwargs(name, kwargs):

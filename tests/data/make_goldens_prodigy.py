@@ -49,10 +49,8 @@ from importlib.metadata import version
 import numpy as np
 import prodigyopt
 import torch
+from golden_problem import N_PARAMS, N_STEPS, Problem
 
-N_PARAMS = 16
-N_STEPS = 200
-ALWAYS_ZERO = 5
 OUT_DIR = pathlib.Path(__file__).resolve().parent / "goldens_prodigy"
 PINNED = {"prodigyopt": "1.1.2"}
 
@@ -72,30 +70,6 @@ CASES = {
 }
 
 
-class Problem:
-    """The objective whose gradient drives a case (as in ``make_goldens_optax.py``)."""
-
-    def __init__(self, seed):
-        rng = np.random.default_rng(seed)
-        self.params0 = rng.normal(size=N_PARAMS) * 10.0 ** rng.uniform(-2.0, 0.5, N_PARAMS)
-        self.curvature = 10.0 ** rng.uniform(-3.0, 1.0, N_PARAMS)
-        self.centre = rng.normal(size=N_PARAMS)
-        self.rho = 0.5
-        noise_scale = 10.0 ** rng.uniform(-4.0, 0.0, N_PARAMS)
-        self.noise = noise_scale * rng.normal(size=(N_STEPS, N_PARAMS))
-        self.zero = rng.random((N_STEPS, N_PARAMS)) < 0.05
-        self.zero[:, ALWAYS_ZERO] = True
-
-    def grad(self, theta, t):
-        """The gradient of step ``t`` (0-based) at ``theta``, in float64."""
-        theta = np.asarray(theta, dtype=np.float64)
-        g = self.curvature * (theta - self.centre)
-        x, y = theta[0::2], theta[1::2]
-        g[0::2] += self.rho * (-2.0 * (1.0 - x) - 4.0 * x * (y - x * x))
-        g[1::2] += self.rho * (2.0 * (y - x * x))
-        g = g + self.noise[t]
-        g[self.zero[t]] = 0.0
-        return g
 
 
 def _torch_kwargs(kwargs):

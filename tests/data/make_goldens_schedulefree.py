@@ -51,10 +51,8 @@ import zlib
 import numpy as np
 import schedulefree
 import torch
+from golden_problem import N_PARAMS, N_STEPS, Problem
 
-N_PARAMS = 16
-N_STEPS = 200
-ALWAYS_ZERO = 5  # index of the element whose gradient is exactly 0 on every step
 OUT_DIR = pathlib.Path(__file__).resolve().parent / "goldens_schedulefree"
 PINNED = {"schedulefree": "1.4.1"}
 
@@ -70,30 +68,6 @@ CASES = {
 }
 
 
-class Problem:
-    """The objective whose gradient drives a case (``make_goldens_optax.Problem``)."""
-
-    def __init__(self, seed):
-        rng = np.random.default_rng(seed)
-        self.params0 = rng.normal(size=N_PARAMS) * 10.0 ** rng.uniform(-2.0, 0.5, N_PARAMS)
-        self.curvature = 10.0 ** rng.uniform(-3.0, 1.0, N_PARAMS)
-        self.centre = rng.normal(size=N_PARAMS)
-        self.rho = 0.5
-        noise_scale = 10.0 ** rng.uniform(-4.0, 0.0, N_PARAMS)
-        self.noise = noise_scale * rng.normal(size=(N_STEPS, N_PARAMS))
-        self.zero = rng.random((N_STEPS, N_PARAMS)) < 0.05
-        self.zero[:, ALWAYS_ZERO] = True
-
-    def grad(self, theta, t):
-        """The gradient of step ``t`` (0-based) at ``theta``, in float64."""
-        theta = np.asarray(theta, dtype=np.float64)
-        g = self.curvature * (theta - self.centre)
-        x, y = theta[0::2], theta[1::2]
-        g[0::2] += self.rho * (-2.0 * (1.0 - x) - 4.0 * x * (y - x * x))
-        g[1::2] += self.rho * (2.0 * (y - x * x))
-        g = g + self.noise[t]
-        g[self.zero[t]] = 0.0
-        return g
 
 
 def run_case(kwargs, dtype, problem):
