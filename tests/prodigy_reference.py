@@ -46,12 +46,12 @@ class ProdigyReference:
         if self.weight_decay != 0 and not self.decouple:
             g = g + c(self.weight_decay) * p
         distance = self.p0 - p
-        numerator_sum = math.fsum((g.astype(np.float64) * distance.astype(np.float64)).tolist())
+        numerator_sum = _sum(g.astype(np.float64) * distance.astype(np.float64))
         self.exp_avg = self.exp_avg * c(beta1) + c(d * (1 - beta1)) * g
         self.exp_avg_sq = self.exp_avg_sq * c(beta2) + (c(d * d * (1 - beta2)) * g) * g
         alpha = (d / self.d0) * d if self.safeguard else (d / self.d0) * dlr
         self.s = self.s * c(self.beta3) + c(alpha) * g
-        denom_sum = math.fsum(np.abs(self.s.astype(np.float64)).tolist())
+        denom_sum = _sum(np.abs(self.s.astype(np.float64)))
         if denom_sum == 0:
             return
         numerator = self.d_numerator * self.beta3 + (d / self.d0) * dlr * numerator_sum
@@ -69,3 +69,16 @@ class ProdigyReference:
         else:
             p = p + (c(-dlr * d) * g) / denom
         self.params = p
+
+
+def _sum(terms):
+    """The correctly rounded sum of float64 ``terms`` (``math.fsum``); with a NaN or an
+    infinity among them, or a sum past float64's range, the IEEE sum (NaN for
+    ``inf + -inf``, infinity on overflow), which fsum refuses."""
+    if np.all(np.isfinite(terms)):
+        try:
+            return math.fsum(terms.tolist())
+        except OverflowError:
+            pass
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.sum(terms))
