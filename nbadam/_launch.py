@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _config
+from ._kernels import blockwise as _blockwise
 from ._kernels import compact as _compact
 from ._kernels import cpu as _cpu
 
@@ -49,7 +50,7 @@ def cpu(kernel: _cpu._Pair, size: int, *args):
 
 def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: tuple,
          device: str = "cpu", ema: Any = None, ema_weights: tuple | None = None,
-         compact: tuple | None = None, seed: int = 0) -> None:
+         compact: tuple | None = None, seed: int = 0, absmax: tuple | None = None) -> None:
     """One fused launch of ``update``'s kernel: ``param`` and ``state`` updated in place.
 
     ``state`` is the tuple of the update's state arrays (in its order) and
@@ -58,16 +59,22 @@ def step(update: Any, size: int, param: Any, grad: Any, state: tuple, scalars: t
     new parameters with ``ema_weights`` (see :mod:`nbadam._kernels.averaging`).
     ``compact``, ``(format, flags)``, runs the loop that keeps the arrays
     flagged in ``flags`` as codes of ``format`` (:mod:`nbadam._kernels.compact`),
-    whose stochastic rounding draws on ``seed`` (the step count).
+    whose stochastic rounding draws on ``seed`` (the step count); for the
+    ``"8bit"`` format, ``absmax`` is the tuple of the blocks' scales of each
+    flagged array (:mod:`nbadam._kernels.blockwise`), updated in place.
     With ``device="cuda"`` the arrays are device arrays and the CUDA kernel runs.
     """
     averaged = ema is not None
-    args = ((param, grad, state, scalars) + ((np.uint32(seed & 0xFFFFFFFF),) if compact else ())
-            + ((ema, ema_weights) if averaged else ()))
+    blockwise = compact is not None and compact[0] == "8bit"
+    extra = ((absmax,) if blockwise else (np.uint32(seed & 0xFFFFFFFF),) if compact else ())
+    args = (param, grad, state, scalars) + extra + ((ema, ema_weights) if averaged else ())
     if device == "cuda":
         cuda_launcher().step(update, size, *args, averaged=averaged, compact=compact)
         return
-    if compact is not None:
+    if blockwise:
+        pair = (_blockwise.averaged_kernels if averaged else _blockwise.kernels)(update,
+                                                                                  compact[1])
+    elif compact is not None:
         pair = (_compact.averaged_kernels if averaged else _compact.kernels)(update, *compact)
     else:
         pair = _cpu.averaged_kernels(update) if averaged else _cpu.kernels(update)

@@ -110,6 +110,11 @@ class Update:
         State arrays that ``state_precision="bfloat16"`` may store in fewer
         bits (moments, which tolerate the rounding); the others stay float32.
         Empty: the update supports float32 state only.
+    roots : tuple of str
+        Compact arrays that :attr:`element` uses under a square root (second
+        moments, never negative): ``state_precision="8bit"`` stores their
+        square roots, which halves the range of exponents the codes must
+        span.  The other compact arrays are stored as they are.
     element : callable
         A :func:`piece` ``element(i, param, grad, state, c)`` that updates
         element ``i`` of ``param`` and of the arrays of the tuple ``state``
@@ -149,6 +154,7 @@ class Update:
     finish: Callable[..., tuple] | None = None
     finish_names: tuple[str, ...] = ()
     compact: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
 
     def evaluation_state(self, state: tuple) -> tuple:
         """The arrays of ``state`` (this update's, in its order) that :attr:`evaluation` reads."""
@@ -184,6 +190,10 @@ class Update:
             if name not in self.state:
                 raise ValueError(f"update {self.name!r}: {name!r} is not one of its state "
                                  f"arrays {self.state}")
+        stray = [name for name in self.roots if name not in self.compact]
+        if stray:
+            raise ValueError(f"update {self.name!r}: roots must be compact arrays: "
+                             f"{', '.join(map(repr, stray))}")
         if not self.name.isidentifier():
             raise ValueError(f"update name {self.name!r} must be a Python identifier")
         unknown = [name for name in (*self.from_params,

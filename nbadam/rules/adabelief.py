@@ -50,7 +50,7 @@ def adabelief_element(i, param, grad, state, c):
 
 ADABELIEF_UPDATE = Update("adabelief", ("exp_avg", "exp_avg_var"), SCALARS,
                           adabelief_scalars, adabelief_element, nonnegative=("exp_avg_var",),
-                          compact=("exp_avg", "exp_avg_var"))
+                          compact=("exp_avg", "exp_avg_var"), roots=("exp_avg_var",))
 
 ADABELIEF = Rule("adabelief", "AdaBelief: Adam on the belief in the gradient (optax)",
                  "AdaBelief",

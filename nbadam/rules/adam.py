@@ -74,11 +74,13 @@ def amsgrad_element(i, param, grad, state, c):
 
 
 ADAM_UPDATE = Update("adam", ("exp_avg", "exp_avg_sq"), SCALARS, adam_scalars, adam_element,
-                     nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"))
+                     nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"),
+                     roots=("exp_avg_sq",))
 AMSGRAD_UPDATE = Update("adam_amsgrad", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), SCALARS,
                         adam_scalars, amsgrad_element,
                         nonnegative=("exp_avg_sq", "max_exp_avg_sq"),
-                        compact=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+                        compact=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+                        roots=("exp_avg_sq", "max_exp_avg_sq"))
 
 
 def _choose(hyper):

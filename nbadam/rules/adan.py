@@ -74,7 +74,7 @@ def adan_element(i, param, grad, state, c):
 
 ADAN_UPDATE = Update("adan", ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad"), SCALARS,
                      adan_scalars, adan_element, nonnegative=("exp_avg_sq",),
-                     compact=("exp_avg", "exp_avg_diff", "exp_avg_sq"))
+                     compact=("exp_avg", "exp_avg_diff", "exp_avg_sq"), roots=("exp_avg_sq",))
 
 
 def _betas3(name, value):

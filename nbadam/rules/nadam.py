@@ -59,7 +59,8 @@ def nadam_element(i, param, grad, state, c):
 
 
 NADAM_UPDATE = Update("nadam", ("exp_avg", "exp_avg_sq"), SCALARS, nadam_scalars, nadam_element,
-                      nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"))
+                      nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"),
+                      roots=("exp_avg_sq",))
 
 
 def _mu_product(name, value):

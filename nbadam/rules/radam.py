@@ -60,7 +60,8 @@ def radam_element(i, param, grad, state, c):
 
 
 RADAM_UPDATE = Update("radam", ("exp_avg", "exp_avg_sq"), SCALARS, radam_scalars, radam_element,
-                      nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"))
+                      nonnegative=("exp_avg_sq",), compact=("exp_avg", "exp_avg_sq"),
+                      roots=("exp_avg_sq",))
 
 RADAM = Rule("radam", "RAdam", "RAdam",
              defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,

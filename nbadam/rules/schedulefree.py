@@ -112,7 +112,7 @@ EVAL_UPDATE = Update("adamw_schedulefree_eval", ("z",), EVAL_SCALARS,
 UPDATE = Update("adamw_schedulefree", ("z", "exp_avg_sq"), SCALARS,
                 adamw_schedulefree_scalars, adamw_schedulefree_element,
                 nonnegative=("exp_avg_sq",), from_params=("z",), evaluation=EVAL_UPDATE,
-                compact=("exp_avg_sq",))
+                compact=("exp_avg_sq",), roots=("exp_avg_sq",))
 
 
 def _betas(name, value):

@@ -55,7 +55,7 @@ def yogi_initial(h):
 
 YOGI_UPDATE = Update("yogi", ("exp_avg", "exp_avg_sq"), SCALARS, yogi_scalars, yogi_element,
                      nonnegative=("exp_avg_sq",), initial=yogi_initial,
-                     compact=("exp_avg", "exp_avg_sq"))
+                     compact=("exp_avg", "exp_avg_sq"), roots=("exp_avg_sq",))
 
 YOGI = Rule("yogi", "Yogi: an additive second moment (optax)", "Yogi",
             defaults={"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-3,

@@ -1,0 +1,405 @@
+"""Blockwise 8-bit optimizer state: one byte per moment, one float32 scale per block.
+
+``state_precision="8bit"`` keeps each compact state array (see
+:attr:`~nbadam.rules.Update.compact`) as ``uint8`` codes in blocks of
+:data:`BLOCK` consecutive elements, with the block's largest magnitude (its
+``absmax``, float32) beside them, as bitsandbytes does; the codes are two
+8-bit floating-point formats whose encode and decode are a few integer and
+float operations, so that the kernels stay branch-free SIMD loops:
+
+``signed`` (moments that change sign: ``exp_avg``)
+    E4M3 scaled by the block: a sign bit, four exponent bits and three
+    mantissa bits, with subnormals and no infinities or NaN; the block's
+    ``absmax`` maps to the largest code (480 in E4M3's own units), the
+    smallest non-zero code is :math:`2^{-18}` of it, the relative spacing
+    :math:`2^{-3}`.
+``root`` (second moments, never negative: :attr:`~nbadam.rules.Update.roots`)
+    The square root of the value as an unsigned E4M4 (four exponent bits,
+    four mantissa bits), squared when decoded: the root halves the range of
+    exponents (a second moment spans the square of its gradient's range) and
+    four mantissa bits give the root a spacing of :math:`2^{-4}`.  A value is
+    never stored as zero when its block is not zero: the smallest code stands
+    for anything below it, so a tiny second moment cannot turn a step into
+    ``m / eps``.
+
+Both formats place the code's bits in the low exponent and mantissa bits of a
+float32 (a float32 subnormal when the code's exponent is zero, which gives the
+formats' subnormals for free), scaled by :math:`2^{\\pm 112}` and by the block's
+scale.  Encoding rounds to nearest (halves away from zero) by adding half a
+code below the cut and truncating.  Non-finite values poison their block: a
+NaN or an infinity makes the block's ``absmax`` non-finite and every value of
+the block decode as NaN.
+
+Each step decodes a block, runs the rule's own per-element function on it
+(a rewritten copy, as for bfloat16 in :mod:`.compact`, whose writes to a
+compact array go to a float32 scratch row), takes the new ``absmax`` of each
+scratch row and encodes it: the step is bit for bit the float32 step on the
+decoded moments followed by :func:`quantize` of the new ones.
+:func:`quantize` and :func:`dequantize` are the NumPy reference of the
+formats, bit for bit the kernels'.  Kernels take ``kernel(param, grad, state,
+scalars, absmax)`` (and the average's ``ema, weights`` after it), where
+``state`` holds the codes of each compact array and the float32 array of each
+other one, and ``absmax`` one float32 array of ``ceil(size / BLOCK)`` scales
+per compact array, in the order of the state.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._build import compile_family, piece, source_digest, specialized
+from .averaging import ema_element
+from .compact import _bits_of, _float_of, _state_names
+from .cpu import _INLINE, _OPTIONS, _PIECES, _Pair
+
+__all__ = ["BLOCK", "KINDS", "kinds", "blocks", "quantize", "dequantize", "encode_codes",
+           "decode_codes", "kernels", "averaged_kernels", "rewritten"]
+
+#: Elements per block (one float32 scale per block and array: 2.03 bytes of state per
+#: element for two moments).
+BLOCK = 256
+#: Blocks per task of the parallel loop (each task allocates its scratch once).
+CHUNK_BLOCKS = 64
+#: The two code formats, by kind.
+KINDS = ("signed", "root")
+
+_UP = np.float32(2.0 ** 112)      # a code's float32 (exponent field 0..15) to its value
+_DOWN = np.float32(2.0 ** -112)
+#: The value of the largest code (in units of the block's absmax), just under the
+#: format's top so that rounding can never carry past it.
+_TOP = {"signed": np.float32(1.875 * (1.0 - 2.0 ** -20)),
+        "root": np.float32(1.9375 * (1.0 - 2.0 ** -20))}
+_ZERO = np.float32(0.0)
+
+
+def kinds(update: Any, flags: tuple[bool, ...]) -> dict[int, str]:
+    """``state index -> kind`` of each array of ``update`` flagged compact."""
+    return {j: ("root" if name in update.roots else "signed")
+            for j, (name, flag) in enumerate(zip(update.state, flags, strict=True)) if flag}
+
+
+def blocks(size: int) -> int:
+    """The number of blocks (and of scales per compact array) of ``size`` elements."""
+    return -(-int(size) // BLOCK)
+
+
+# -- the formats, in NumPy (the reference) ---------------------------------------------------
+def encode_codes(values: np.ndarray, inv: np.ndarray, kind: str) -> np.ndarray:
+    """float32 ``values`` (roots already taken for ``"root"``) times ``inv`` (one float32 per
+    value: the block's ``top / absmax``, or 0) to codes (``uint8``)."""
+    y = ((np.asarray(values, np.float32) * np.asarray(inv, np.float32)) * _DOWN)
+    bits = y.view(np.uint32)
+    with np.errstate(over="ignore"):
+        if kind == "signed":
+            t = (bits + np.uint32(0x80000)) >> np.uint32(20)
+            codes = (t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80))
+        else:
+            codes = (np.maximum(bits, np.uint32(0x40000)) + np.uint32(0x40000)) >> np.uint32(19)
+    return codes.astype(np.uint8)
+
+
+def decode_codes(codes: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
+    """Codes (``uint8``) to float32 values, ``scale`` (one float32 per code) being the
+    block's ``absmax / top`` (squared after decoding for ``"root"``)."""
+    codes = np.asarray(codes, np.uint8)
+    if kind == "signed":
+        bits = (codes.view(np.int8).astype(np.int32).view(np.uint32) << np.uint32(20)) \
+            & np.uint32(0x87F00000)
+    else:
+        bits = codes.astype(np.uint32) << np.uint32(19)
+    x = (bits.view(np.float32) * _UP) * np.asarray(scale, np.float32)
+    return x * x if kind == "root" else x
+
+
+def _block_max(values: np.ndarray) -> np.ndarray:
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32) & np.uint32(0x7FFFFFFF)
+    padded = np.zeros(blocks(bits.size) * BLOCK, np.uint32)
+    padded[:bits.size] = bits
+    return padded.reshape(-1, BLOCK).max(axis=1).view(np.float32)
+
+
+def quantize(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``values`` to ``(codes, absmax)`` in blocks of :data:`BLOCK`, as the kernels
+    encode a block (``absmax`` of the roots for ``"root"``)."""
+    values = np.asarray(values, np.float32).ravel()
+    if kind == "root":
+        with np.errstate(invalid="ignore"):
+            values = np.sqrt(values)
+    absmax = _block_max(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(absmax > 0, _TOP[kind] / absmax, _ZERO).astype(np.float32)
+    return encode_codes(values, np.repeat(inv, BLOCK)[:values.size], kind), absmax
+
+
+def dequantize(codes: np.ndarray, absmax: np.ndarray, kind: str) -> np.ndarray:
+    """The float32 values of ``codes`` with the blocks' ``absmax`` (:func:`quantize`)."""
+    codes = np.asarray(codes, np.uint8).ravel()
+    scale = (np.asarray(absmax, np.float32) / _TOP[kind]).astype(np.float32)
+    return decode_codes(codes, np.repeat(scale, BLOCK)[:codes.size], kind)
+
+
+# -- the formats in nopython code -------------------------------------------------------------
+def _signed_load(code, scale):
+    x = np.int32(np.int8(code))   # sign-extended: the sign lands on bit 31 after the shift
+    bits = np.uint32(np.uint32(np.uint32(x) << np.uint32(20)) & np.uint32(0x87F00000))
+    return (_float_of(bits) * _UP) * scale
+
+
+def _root_load(code, scale):
+    s = (_float_of(np.uint32(np.uint32(code) << np.uint32(19))) * _UP) * scale
+    return s * s
+
+
+def _signed_code(x, inv):
+    bits = _bits_of((x * inv) * _DOWN)
+    t = np.uint32(np.uint32(bits + np.uint32(0x80000)) >> np.uint32(20))
+    return np.uint8((t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80)))
+
+
+def _root_code(s, inv):
+    bits = _bits_of((s * inv) * _DOWN)
+    return np.uint8(np.uint32(max(bits, np.uint32(0x40000)) + np.uint32(0x40000))
+                    >> np.uint32(19))
+
+
+def _root_value(value):
+    return math.sqrt(value)
+
+
+def _plain_value(value):
+    return value
+
+
+def _block_max_loop(row, size):
+    top = np.uint32(0)
+    for j in range(size):
+        top = max(top, np.uint32(_bits_of(row[j]) & np.uint32(0x7FFFFFFF)))
+    return _float_of(top)
+
+
+def _encode_signed_loop(row, codes, inv, size):
+    for j in range(size):
+        codes[j] = _signed_code(row[j], inv)
+
+
+def _encode_root_loop(row, codes, inv, size):
+    for j in range(size):
+        codes[j] = _root_code(row[j], inv)
+
+
+# -- the rewrite of a per-element function ---------------------------------------------------
+class _Rewrite(ast.NodeTransformer):
+    """Decode the reads of the compact arrays and send their writes to ``scratch``.
+
+    ``exp_avg[i]`` read becomes ``_load_signed(exp_avg[i], scale[k])``; ``exp_avg[i] = m``
+    becomes ``scratch[k, i] = m`` (``scratch[k] = m`` with ``per_element``, the CUDA
+    kernels' one-element scratch), the root taken first for a root array.
+    """
+
+    def __init__(self, compact: dict[str, tuple[int, str]], per_element: bool):
+        self.compact = compact
+        self.per_element = per_element
+
+    def _target(self, node: ast.AST) -> str | None:
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                and node.value.id in self.compact):
+            return node.value.id
+        return None
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        node.value = self.visit(node.value)
+        names = [self._target(target) for target in node.targets]
+        if not any(names):
+            node.targets = [self.visit(target) for target in node.targets]
+            return node
+        if len(node.targets) != 1:
+            raise ValueError("a compact state array must be written by a plain assignment "
+                             "'array[i] = value'")
+        k, kind = self.compact[names[0]]
+        index = self.visit(node.targets[0].slice)
+        slot = (ast.Constant(k) if self.per_element
+                else ast.Tuple([ast.Constant(k), index], ast.Load()))
+        value = ast.Call(ast.Name("_root_value" if kind == "root" else "_plain_value",
+                                  ast.Load()), [node.value], [])
+        return ast.Assign([ast.Subscript(ast.Name("scratch", ast.Load()), slot, ast.Store())],
+                          value)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        if self._target(node.target):
+            raise ValueError("a compact state array must be written by a plain assignment "
+                             "'array[i] = value', not an augmented one")
+        return self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        name = self._target(node)
+        if not name:
+            return self.generic_visit(node)
+        node.slice = self.visit(node.slice)
+        k, kind = self.compact[name]
+        scale = ast.Subscript(ast.Name("scale", ast.Load()), ast.Constant(k), ast.Load())
+        return ast.Call(ast.Name(f"_{kind}_load", ast.Load()), [node, scale], [])
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.compact and isinstance(node.ctx, ast.Load):
+            raise ValueError(f"the compact state array {node.id!r} may only be indexed "
+                             "('array[i]') in a per-element function")
+        return node
+
+
+def rewritten(element: Callable, update: Any, flags: tuple[bool, ...],
+              codec: dict[str, Callable], per_element: bool = False) -> Callable:
+    """A copy of per-element function ``element`` of ``update`` that reads the arrays
+    flagged in ``flags`` as 8-bit codes and writes their new values to ``scratch``.
+
+    The copy takes two more arguments, ``scale`` (the tuple of the blocks'
+    decode scales, one per compact array) and ``scratch``; ``codec`` maps
+    ``_signed_load``, ``_root_load``, ``_root_value`` and ``_plain_value`` to
+    the target's functions.  It is a :func:`~nbadam._kernels._build.piece`
+    with the globals of ``element``.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(element)))
+    func = tree.body[0]
+    func.decorator_list = []
+    names = _state_names(func)
+    if len(names) != len(flags):
+        raise ValueError(f"{func.name} unpacks {len(names)} state arrays, expected "
+                         f"{len(flags)}")
+    found = kinds(update, flags)
+    compact = {names[j]: (k, kind) for k, (j, kind) in enumerate(found.items())}
+    unpack = next(s for s in func.body if isinstance(s, ast.Assign)
+                  and isinstance(s.value, ast.Name) and s.value.id == "state")
+    rewrite = _Rewrite(compact, per_element)
+    func.body = [s if s is unpack else rewrite.visit(s) for s in func.body]
+    func.args.args.extend([ast.arg("scale"), ast.arg("scratch")])
+    tag = "".join("r" if found.get(j) == "root" else "s" if j in found else "f"
+                  for j in range(len(flags)))
+    func.name = f"{element.__name__}_8bit_{tag}"
+    ast.fix_missing_locations(tree)
+    namespace = dict(element.__globals__)
+    namespace.update(codec)
+    exec(compile(tree, f"<{func.name}: {element.__code__.co_filename}>", "exec"), namespace)
+    copy = namespace[func.name]
+    copy.__module__ = element.__module__
+    return piece(copy)
+
+
+# -- the CPU kernels ---------------------------------------------------------------------------
+_CODEC = numba.njit(inline="always", **_OPTIONS)
+_CPU_CODEC = {name: _CODEC(func) for name, func in (
+    ("_signed_load", _signed_load), ("_root_load", _root_load),
+    ("_root_value", _root_value), ("_plain_value", _plain_value))}
+_signed_code_cpu = _CODEC(_signed_code)
+_root_code_cpu = _CODEC(_root_code)
+_block_max_cpu = _INLINE(_block_max_loop)
+_encode_cpu = {
+    "signed": _INLINE(specialized(_encode_signed_loop, "encode_signed_cpu",
+                                  _signed_code=_signed_code_cpu)),
+    "root": _INLINE(specialized(_encode_root_loop, "encode_root_cpu",
+                                _root_code=_root_code_cpu)),
+}
+
+
+def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) -> str:
+    """The block loop of a kernel with ``nstate`` state arrays, compact as ``found``."""
+    tail = ", ema, weights" if averaged else ""
+    sliced = "".join(f"state[{j}][start:stop], " for j in range(nstate))
+    scales = "".join(f"absmax[{k}][b] / TOP_{kind}, " for k, kind in enumerate(found.values()))
+    lines = [
+        f"def {name}(param, grad, state, scalars, absmax{tail}):",
+        "    n = param.size",
+        "    nblocks = (n + BLOCK - 1) // BLOCK",
+        "    for chunk in prange((nblocks + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS):",
+        f"        scratch = np.empty(({len(found)}, BLOCK), np.float32)",
+        "        first = chunk * CHUNK_BLOCKS",
+        "        for b in range(first, min(nblocks, first + CHUNK_BLOCKS)):",
+        "            start = b * BLOCK",
+        "            stop = min(start + BLOCK, n)",
+        "            size = stop - start",
+        "            p = param[start:stop]",
+        "            g = grad[start:stop]",
+        f"            s = ({sliced})",
+        f"            scale = ({scales})",
+    ]
+    if averaged:
+        lines.append("            e = ema[start:stop]")
+    lines += ["            for j in range(size):",
+              "                element(j, p, g, s, scalars, scale, scratch)"]
+    if averaged:
+        lines.append("                average(j, p, e, weights)")
+    for k, (j, kind) in enumerate(found.items()):
+        lines += [f"            top = block_max(scratch[{k}], size)",
+                  f"            absmax[{k}][b] = top",
+                  f"            inv = TOP_{kind} / top if top > ZERO else ZERO",
+                  f"            encode_{kind}(scratch[{k}], s[{j}], inv, size)"]
+    return "\n".join(lines) + "\n"
+
+
+def _loop_function(name: str, source: str, **globals_: Any) -> Callable:
+    namespace = {"np": np, "prange": prange, "BLOCK": BLOCK, "CHUNK_BLOCKS": CHUNK_BLOCKS,
+                 "ZERO": _ZERO, "TOP_signed": _TOP["signed"], "TOP_root": _TOP["root"],
+                 "block_max": _block_max_cpu, "encode_signed": _encode_cpu["signed"],
+                 "encode_root": _encode_cpu["root"], **globals_}
+    exec(compile(source, f"<{name}>", "exec"), namespace)
+    func = namespace[name]
+    func.__module__ = __name__
+    return func
+
+
+class _Generated:
+    """A :class:`_Pair` built from generated source (the digest covers the source)."""
+
+    def __new__(cls, name: str, source: str, **globals_: Any) -> _Pair:
+        pair = _Pair.__new__(_Pair)
+        pair.name = name
+        pair.serial = numba.njit(parallel=False, **{**_OPTIONS, "cache": False})(
+            _loop_function(f"{name}_serial", source.replace(f"def {name}(",
+                                                              f"def {name}_serial("), **globals_))
+        pair.parallel = numba.njit(parallel=True, **{**_OPTIONS, "cache": False})(
+            _loop_function(f"{name}_parallel", source.replace(f"def {name}(",
+                                                                f"def {name}_parallel("),
+                           **globals_))
+        return pair
+
+
+def _build(update: Any, flags: tuple[bool, ...], averaged: bool) -> _Pair:
+    found = kinds(update, flags)
+    if not found:
+        raise ValueError(f"{update.name}: 8-bit state needs at least one compact array")
+    element = compile_family(rewritten(update.element, update, flags, _CPU_CODEC),
+                             _INLINE, "cpu", {})
+    tag = "".join("r" if found.get(j) == "root" else "s" if j in found else "f"
+                  for j in range(len(flags)))
+    name = f"{update.name}_8bit_{tag}{'_averaged' if averaged else ''}"
+    source = _loop_source(name, len(flags), found, averaged)
+    extra = {"average": compile_family(ema_element, _INLINE, "cpu", _PIECES)} if averaged else {}
+    return _Generated(name, source, element=element, **extra)
+
+
+@functools.cache
+def kernels(update: Any, flags: tuple[bool, ...]) -> _Pair:
+    """The serial and parallel 8-bit kernels of ``update``, the state arrays flagged in
+    ``flags`` kept as codes: ``kernel(param, grad, state, scalars, absmax)``."""
+    return _build(update, flags, averaged=False)
+
+
+@functools.cache
+def averaged_kernels(update: Any, flags: tuple[bool, ...]) -> _Pair:
+    """:func:`kernels` fused with the parameter average:
+    ``kernel(param, grad, state, scalars, absmax, ema, weights)``."""
+    return _build(update, flags, averaged=True)
+
+
+def digest(update: Any) -> str:
+    """A digest of everything the 8-bit kernels of ``update`` are made of."""
+    return source_digest(update.element, _signed_load, _root_load, _signed_code, _root_code,
+                         _loop_source, _Rewrite.visit_Assign, _Rewrite.visit_Subscript)
