@@ -192,7 +192,7 @@ def test_yogi_starts_at_the_encoded_accumulator():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"state_precision": "bf16"}, "state_precision must be one of"),
-    ({"state_precision": "8bit"}, "state_precision must be one of"),
+    ({"state_precision": "int8"}, "state_precision must be one of"),
 ])
 def test_bad_precision_is_refused(kwargs, message):
     x = np.zeros(4, np.float32)

@@ -164,21 +164,32 @@ class Optimizer:
         self._running.shape = (len(self._groups), len(rule.running))
         for group in self._groups:
             group.running = self._running[group.index]   # a view, updated in place
-        self._state = {name: _launch.zeros(self._size, _compact.code_dtype(
-                           self._precision, self._dtype) if flag else self._dtype, self._device)
-                       for name, flag in zip(self._update.state, flags, strict=True)}
-        for group in self._groups:
+        self._spans = [(group.start, group.stop) for group in self._groups]
+        specs = _compact.array_specs(self._update, self._precision, self._size, self._dtype,
+                                     self._spans)
+        self._state = {name: _launch.zeros(shape[0], dtype, self._device)
+                       for name, (shape, dtype) in specs.items()}
+        self._block_offsets = _compact.block_offsets(self._spans)[0]
+        for group, first in zip(self._groups, self._block_offsets, strict=True):
             starts = self._update.initial_values(group.hyper())
-            for (name, array), start, flag in zip(self._state.items(), starts, flags,
-                                                  strict=True):
-                lo, hi = group.start, group.stop
+            for name, start, flag in zip(self._update.state, starts, flags, strict=True):
+                array, lo, hi = self._state[name], group.start, group.stop
                 if name in self._update.from_params:   # starts at the group's parameters
                     _launch.copy_array(array[lo:hi], params[lo:hi], self._device)
                 elif start != 0.0:
                     values = np.full(group.size, start, self._dtype)
-                    _launch.copy_into(array[lo:hi], _compact.encode(self._precision, values)
-                                      if flag else values, self._device)
-        self._state_arrays = tuple(self._state.values())
+                    codes, scales = (_compact.encode_span(self._precision, values,
+                                                          self._update, name)
+                                     if flag else (values, None))
+                    _launch.copy_into(array[lo:hi], codes, self._device)
+                    if scales is not None:
+                        absmax = self._state[name + _compact.ABSMAX]
+                        _launch.copy_into(absmax[first:first + scales.size], scales,
+                                          self._device)
+        self._state_arrays = tuple(self._state[name] for name in self._update.state)
+        self._absmax = (tuple(self._state[name] for name in _compact.stored_names(
+            self._update, self._precision)[len(self._update.state):])
+            if self._precision == "8bit" else None)
         self._ema = (None if self._ema_decay is None
                      else _launch.zeros(self._size, self._dtype, self._device))
         self._ema_updates = 0
@@ -228,21 +239,22 @@ class Optimizer:
 
     @property
     def state_precision(self) -> str:
-        """How the moments are stored: ``"float32"`` or ``"bfloat16"`` (fixed at construction).
+        """How the moments are stored: ``"float32"``, ``"bfloat16"`` or ``"8bit"`` (fixed
+        at construction).
 
         With ``"bfloat16"`` the arrays of :attr:`state` that the rule marks as
-        compact hold ``uint16`` codes (the upper half of each float32, rounded
-        to nearest even); :meth:`state_values` decodes them.
+        compact hold ``uint16`` codes (the upper half of each float32); with
+        ``"8bit"`` they hold ``uint8`` codes, and :attr:`state` also holds
+        each one's block scales as ``<name>_absmax`` (float32, one per 256
+        elements of each group).  :meth:`state_values` decodes them.
         """
         return self._precision
 
     def state_values(self) -> dict[str, np.ndarray]:
-        """The state arrays as values: host copies, compact arrays decoded to float32."""
-        flags = _compact.flags(self._update, self._precision)
-        return {name: (_compact.decode(self._precision, host) if flag else host)
-                for (name, host), flag in zip(
-                    ((k, _launch.to_host(v, self._device)) for k, v in self._state.items()),
-                    flags, strict=True)}
+        """The rule's state arrays as values: host copies, compact arrays decoded to float32."""
+        stored = {name: _launch.to_host(array, self._device)
+                  for name, array in self._state.items()}
+        return _compact.to_values(self._update, self._precision, stored, self._spans)
 
     @property
     def ema_decay(self) -> float | None:
@@ -341,7 +353,8 @@ class Optimizer:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """The per-element state arrays by torch's names (live views, not copies)."""
+        """The state arrays by torch's names (live views, not copies): the per-element ones
+        and, with ``state_precision="8bit"``, their block scales (``<name>_absmax``)."""
         return dict(self._state)
 
     def __getattr__(self, name: str) -> Any:
@@ -453,6 +466,7 @@ class Optimizer:
                       averaged: bool) -> None:
         """One fused launch on the group's slice of every array (no copies)."""
         ema = self._ema if averaged else None
+        absmax = self._absmax
         if self._whole:
             params, state = self._params, self._state_arrays
         else:
@@ -460,8 +474,13 @@ class Optimizer:
             params, grad = self._params[lo:hi], grad[lo:hi]
             state = tuple(array[lo:hi] for array in self._state_arrays)
             ema = None if ema is None else ema[lo:hi]
-        # Compact state: the stochastic rounding of step t draws on t.
+            if absmax is not None:   # the group's own blocks
+                first = self._block_offsets[group.index]
+                count = _compact.block_offsets([(lo, hi)])[1]
+                absmax = tuple(array[first:first + count] for array in absmax)
+        # Compact state: the stochastic rounding of step t draws on t; 8-bit state has scales.
         extra = ({} if self._compact is None
+                 else {"compact": self._compact, "absmax": absmax} if absmax is not None
                  else {"compact": self._compact, "seed": self.step_count + 1})
         if ema is None:
             _launch.step(self._update, group.size, params, grad, state, scalars,

@@ -24,16 +24,19 @@ __all__ = ["state_dict", "load_state_dict", "array_names", "array_specs"]
 _EMA = "ema_params"
 
 
-def array_names(opt: Optimizer) -> tuple[str, ...]:
-    """The arrays a snapshot of ``opt`` holds: the rule's state (and the average)."""
-    return (*opt._update.state, *((_EMA,) if opt._ema is not None else ()))
+def array_names(opt: Optimizer, precision: str | None = None) -> tuple[str, ...]:
+    """The arrays a snapshot of ``opt`` holds (in ``precision``, by default ``opt``'s): the
+    rule's state, the 8-bit scales, and the average."""
+    precision = opt._precision if precision is None else precision
+    return (*_compact.stored_names(opt._update, precision),
+            *((_EMA,) if opt._ema is not None else ()))
 
 
 def array_specs(opt: Optimizer, meta: dict[str, Any]) -> dict[str, tuple]:
     """``name -> (shape, dtype)`` of the arrays of a snapshot of ``opt`` described by ``meta``
     (its precision may differ from ``opt``'s: the arrays are then converted on loading)."""
     precision = _snapshot_precision(meta)
-    specs = _compact.array_specs(opt._update, precision, opt._size, opt._dtype)
+    specs = _compact.array_specs(opt._update, precision, opt._size, opt._dtype, opt._spans)
     if opt._ema is not None:
         specs[_EMA] = ((opt._size,), opt._dtype)
     return specs
@@ -100,9 +103,9 @@ def load_state_dict(opt: Optimizer, snapshot: Any) -> None:
             f"state_dict holds {snapshot.get('size')} x {snapshot.get('dtype')} state; "
             f"this {name} has {opt._size} x {opt._dtype.name} parameters")
     _check_options(opt, snapshot.get("options", {}))
+    overrides = _checked_groups(opt, snapshot.get("groups"))   # the 8-bit blocks follow them
     arrays = _checked_state(snapshot.get("state", {}), opt, _snapshot_precision(snapshot))
     values = _checked_hyperparameters(opt, snapshot.get("hyperparameters", {}))
-    overrides = _checked_groups(opt, snapshot.get("groups"))
     step_count = _count(snapshot, "step_count", None)
     skipped = _count(snapshot, "skipped_steps", 0)
     first = _checked_running(snapshot.get("scalars", {}), opt.rule)
@@ -208,37 +211,46 @@ def _checked_state(arrays: Any, opt: Optimizer, precision: str = "float32",
                    ) -> dict[str, np.ndarray]:
     """The snapshot's arrays, checked for names, shape, dtype and plausibility, and
     converted from the snapshot's ``precision`` to the optimizer's."""
-    update, size, dtype = opt._update, opt._size, opt._dtype
+    update = opt._update
     if not isinstance(arrays, dict):
         raise ValueError(f"state_dict state must be a dict of arrays, got "
                          f"{type(arrays).__name__}")
-    expected = array_names(opt)
+    expected = array_names(opt, precision)
     if set(arrays) != set(expected):
         structural = opt.rule.structural
         hint = f" (was {' or '.join(structural)} set differently?)" if structural else ""
         raise ValueError(f"state_dict has state arrays {sorted(arrays)}, expected "
                          f"{sorted(expected)}{hint}")
-    theirs = dict(zip(update.state, _compact.flags(update, precision), strict=True))
-    ours = dict(zip(update.state, _compact.flags(update, opt._precision), strict=True))
+    specs = _compact.array_specs(update, precision, opt._size, opt._dtype, opt._spans)
+    compact = set(_compact.stored_names(update, precision)) - {
+        name for name, flag in zip(update.state, _compact.flags(update, precision),
+                                   strict=True) if not flag}
     checked = {}
     for key, array in arrays.items():
         array = np.asarray(array)
-        expected = _compact.code_dtype(precision, dtype) if theirs.get(key) else dtype
-        if array.shape != (size,) or array.dtype != expected:
+        shape, dtype = specs.get(key, ((opt._size,), opt._dtype))
+        if array.shape != shape or array.dtype != dtype:
+            shown = f"({shape[0]},)" if len(shape) == 1 else str(shape)
             raise ValueError(f"state_dict array {key!r} is {array.shape} {array.dtype}; "
-                             f"expected ({size},) {expected}"
-                             + (f" (state_precision {precision!r})" if theirs.get(key) else ""))
-        values = _compact.decode(precision, array) if theirs.get(key) else array
-        if key in update.nonnegative and np.any(values < 0):
-            index = int(np.flatnonzero(values < 0)[0])
-            raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
-                             f"squares or magnitudes), but {key}[{index}] = {values[index]}")
-        if ours.get(key) and not (theirs.get(key) and precision == opt._precision):
-            array = _compact.encode(opt._precision, values)   # into the receiver's format
-        elif not ours.get(key):
-            array = values
+                             f"expected {shown} {dtype}"
+                             + (f" (state_precision {precision!r})" if key in compact else ""))
         checked[key] = array
-    return checked
+    stored = {name: checked[name] for name in _compact.stored_names(update, precision)}
+    values = _compact.to_values(update, precision, stored, opt._spans)
+    for key in update.nonnegative:
+        bad = values[key] < 0
+        if np.any(bad):
+            index = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"state_dict array {key!r} must be >= 0 (it accumulates "
+                             f"squares or magnitudes), but {key}[{index}] = "
+                             f"{values[key][index]}")
+    if precision != opt._precision:   # into the receiver's format
+        stored = _compact.to_stored(update, opt._precision, values, opt._spans, opt._dtype)
+    else:
+        stored = {name: np.array(array, copy=True) for name, array in stored.items()}
+    if _EMA in checked:
+        stored[_EMA] = checked[_EMA]
+    return stored
 
 
 def _checked_running(scalars: Any, rule: rules.Rule) -> list[float]:
