@@ -560,8 +560,9 @@ def _minimize_adam_family(fun: Callable[..., Any], x0: np.ndarray, args: tuple,
         sees the scaled gradient: ``gtol``, ``jac`` in the result and the
         callback see the gradient ``jac`` returned.
     state_precision : str
-        "float32", or "bfloat16" (float32 ``x0`` only) to keep the rule's
-        moments as bfloat16 codes, as the optimizers' ``state_precision``.
+        "float32", or "bfloat16" or "8bit" (float32 ``x0`` only) to keep the
+        rule's moments as bfloat16 or blockwise 8-bit codes, as the
+        optimizers' ``state_precision``.
     """
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {fun!r}")
@@ -662,10 +663,13 @@ class _Loop:
         flags = _compact.flags(update, precision)
         compact = (precision, flags) if any(flags) else None
         starts = update.initial_values(rule.hyper(hyper))
+        stored = _compact.to_stored(update, precision, {
+            name: np.full(n, start, dtype) for name, start in zip(update.state, starts,
+                                                                  strict=True)},
+            [(0, n)], dtype)
         return cls(loops=_compiled.loops(update, compact),
-                   state=tuple(_compact.encode(precision, np.full(n, start, dtype)) if flag
-                               else np.full(n, start, dtype)
-                               for start, flag in zip(starts, flags, strict=True)),
+                   state=tuple(stored[name] for name in _compact.stored_names(update,
+                                                                              precision)),
                    hyper=rule.hyper(hyper),
                    running=np.array(rule.initial_running(rule.hyper(hyper)), dtype=np.float64),
                    best=np.zeros((2, n if opts["return_best"] else 0), dtype),

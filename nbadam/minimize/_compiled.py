@@ -47,8 +47,8 @@ from numba.core import cgutils, types
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, overload
 
+from .._kernels import blockwise, cpu, reduction
 from .._kernels import compact as _compact_kernels
-from .._kernels import cpu, reduction
 from .._kernels._build import compile_family, source_digest, specialized
 from ._status import (
     ALL_STOPPED,
@@ -271,6 +271,12 @@ def _update_compact(x, g, state, hyper, running, lr, t):
     kernel(x, g, state, c, np.uint32(t))  # noqa: F821 (the step count seeds the rounding)
 
 
+def _update_blockwise(x, g, state, hyper, running, lr, t):
+    # 8-bit state: the state arrays, then the block scales of each compact one.
+    c = _in_dtype_of(scalars(hyper, running, lr, t), x)  # noqa: F821 (bound per update)
+    kernel(x, g, state[:NSTATE], c, state[NSTATE:])  # noqa: F821
+
+
 def _iterate(x, g, work, max_norm, f, lr, nit, stop, state, best, bounds, hyper, running,
              scalars, settings):
     status = observe(x, g, f, nit, stop, best, scalars, settings)
@@ -420,6 +426,16 @@ class Loops:
                                _step_rows_parallel, _scalar_rows)
         name = f"{update.name}_{digest}"
         scalars = compile_family(update.scalars, _SCALAR_JIT, "minimize", _PIECES)
+        if compact is not None and compact[0] == "8bit":
+            # Generated kernels (no source file), so neither they nor these loops are cached.
+            kernel = blockwise.kernels(update, compact[1]).serial
+            options = {**_OPTIONS, "cache": False}
+            self.update = numba.njit(**options)(specialized(
+                _update_blockwise, f"update_{name}_8bit", scalars=scalars, kernel=kernel,
+                NSTATE=len(update.state)))
+            self.iterate = numba.njit(**options)(specialized(
+                _iterate, f"iterate_{name}_8bit", update=self.update))
+            return
         if compact is not None:
             # Compact state (state_precision): the single-problem loops only.
             pair = _compact_kernels.kernels(update, *compact)

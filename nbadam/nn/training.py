@@ -866,7 +866,7 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
         specs = {"params": vector,
                  **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
                  # Compact state (state_precision) keeps codes of its own dtype.
-                 **{f"optimizer.{name}": (vector[0], array.dtype)
+                 **{f"optimizer.{name}": (array.shape, array.dtype)
                     for name, array in opt.state.items()}}
         if tracker is not None:
             saved_early = field(meta, "early_stopping", dict)
