@@ -28,7 +28,7 @@ formats' subnormals for free), scaled by :math:`2^{\\pm 112}` and by the block's
 scale.  Encoding rounds to nearest (halves away from zero) by adding half a
 code below the cut and truncating.  Non-finite values poison their block: a
 NaN or an infinity makes the block's ``absmax`` non-finite and every value of
-the block decode as NaN.
+the block decode as NaN (an infinity may stay infinite).
 
 Each step decodes a block, runs the rule's own per-element function on it
 (a rewritten copy, as for bfloat16 in :mod:`.compact`, whose writes to a
@@ -97,7 +97,8 @@ def blocks(size: int) -> int:
 def encode_codes(values: np.ndarray, inv: np.ndarray, kind: str) -> np.ndarray:
     """float32 ``values`` (roots already taken for ``"root"``) times ``inv`` (one float32 per
     value: the block's ``top / absmax``, or 0) to codes (``uint8``)."""
-    y = ((np.asarray(values, np.float32) * np.asarray(inv, np.float32)) * _DOWN)
+    with np.errstate(invalid="ignore"):   # a non-finite block: inv is 0
+        y = ((np.asarray(values, np.float32) * np.asarray(inv, np.float32)) * _DOWN)
     bits = y.view(np.uint32)
     with np.errstate(over="ignore"):
         if kind == "signed":
@@ -117,8 +118,9 @@ def decode_codes(codes: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
             & np.uint32(0x87F00000)
     else:
         bits = codes.astype(np.uint32) << np.uint32(19)
-    x = (bits.view(np.float32) * _UP) * np.asarray(scale, np.float32)
-    return x * x if kind == "root" else x
+    with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block
+        x = (bits.view(np.float32) * _UP) * np.asarray(scale, np.float32)
+        return x * x if kind == "root" else x
 
 
 def _block_max(values: np.ndarray) -> np.ndarray:
