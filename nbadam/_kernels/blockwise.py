@@ -1,34 +1,36 @@
-"""Blockwise 8-bit optimizer state: one byte per moment, one float32 scale per block.
+r"""Blockwise 8-bit optimizer state: one byte per moment, one float32 scale per block.
 
 ``state_precision="8bit"`` keeps each compact state array (see
 :attr:`~nbadam.rules.Update.compact`) as ``uint8`` codes in blocks of
 :data:`BLOCK` consecutive elements, with the block's largest magnitude (its
-``absmax``, float32) beside them, as bitsandbytes does; the codes are two
-8-bit floating-point formats whose encode and decode are a few integer and
-float operations, so that the kernels stay branch-free SIMD loops:
+``absmax``, float32) beside them, as bitsandbytes does.  The codes are 8-bit
+floating-point formats whose encode and decode are a few integer and float
+operations, so that the kernels stay branch-free SIMD loops:
 
 ``signed`` (moments that change sign: ``exp_avg``)
-    E4M3 scaled by the block: a sign bit, four exponent bits and three
-    mantissa bits, with subnormals and no infinities or NaN; the block's
-    ``absmax`` maps to the largest code (480 in E4M3's own units), the
-    smallest non-zero code is :math:`2^{-18}` of it, the relative spacing
-    :math:`2^{-3}`.
+    A sign bit and seven bits ``E M`` (four exponent bits, three mantissa
+    bits) standing for :math:`(1 + M/8)\,2^E - 1` units of
+    ``absmax / 61439``: zero at code 0, a linear first binade of spacing 1/8
+    (where E4M3 has its subnormals), then the relative spacing of E4M3,
+    :math:`2^{-3}`, up to the block's ``absmax`` at the top code; the smallest
+    non-zero code is :math:`2^{-19}` of it.
 ``root`` (second moments, never negative: :attr:`~nbadam.rules.Update.roots`)
-    The square root of the value as an unsigned E4M4 (four exponent bits,
-    four mantissa bits), squared when decoded: the root halves the range of
-    exponents (a second moment spans the square of its gradient's range) and
-    four mantissa bits give the root a spacing of :math:`2^{-4}`.  A value is
-    never stored as zero when its block is not zero: the smallest code stands
-    for anything below it, so a tiny second moment cannot turn a step into
-    ``m / eps``.
+    The square root of the value as an unsigned code of four exponent and four
+    mantissa bits, :math:`(1 + M/16)\,2^E - 1` units of ``sqrt(absmax)/63487``,
+    squared when decoded: the root halves the range of exponents a second
+    moment spans, and four mantissa bits give the root a spacing of
+    :math:`2^{-4}`.  A value is never stored as zero: the smallest code stands
+    for anything below it, so that a tiny second moment cannot turn a step
+    into ``m / eps`` (a block that is all zero decodes as zero).
 
-Both formats place the code's bits in the low exponent and mantissa bits of a
-float32 (a float32 subnormal when the code's exponent is zero, which gives the
-formats' subnormals for free), scaled by :math:`2^{\\pm 112}` and by the block's
-scale.  Encoding rounds to nearest (halves away from zero) by adding half a
-code below the cut and truncating.  Non-finite values poison their block: a
-NaN or an infinity makes the block's ``absmax`` non-finite and every value of
-the block decode as NaN (an infinity may stay infinite).
+Decoding puts the code's bits in the low exponent and mantissa bits of a
+float32 of exponent 0 and subtracts 1 (exact); encoding adds 1 to the scaled
+magnitude, reads the bits back and rounds to nearest (halves up) by adding
+half a code below the cut.  Every intermediate is a normal float, so that
+neither direction meets the cost of subnormal arithmetic.  Non-finite values
+poison their block: a NaN or an infinity makes the block's ``absmax``
+non-finite and the block's values decode as NaN (an infinity may stay
+infinite).
 
 Each step decodes a block, runs the rule's own per-element function on it
 (a rewritten copy, as for bfloat16 in :mod:`.compact`, whose writes to a
@@ -73,12 +75,11 @@ CHUNK_BLOCKS = 64
 #: The two code formats, by kind.
 KINDS = ("signed", "root")
 
-_UP = np.float32(2.0 ** 112)      # a code's float32 (exponent field 0..15) to its value
-_DOWN = np.float32(2.0 ** -112)
-#: The value of the largest code (in units of the block's absmax), just under the
-#: format's top so that rounding can never carry past it.
-_TOP = {"signed": np.float32(1.875 * (1.0 - 2.0 ** -20)),
-        "root": np.float32(1.9375 * (1.0 - 2.0 ** -20))}
+_ONE = np.float32(1.0)
+_ONE_BITS = np.uint32(0x3F800000)
+_BIG = np.float32(np.finfo(np.float32).max)
+#: The value of the largest code, in units of the block's scale: absmax maps to it.
+_TOP = {"signed": np.float32(1.875 * 2 ** 15 - 1), "root": np.float32(1.9375 * 2 ** 15 - 1)}
 _ZERO = np.float32(0.0)
 
 
@@ -97,15 +98,15 @@ def blocks(size: int) -> int:
 def encode_codes(values: np.ndarray, inv: np.ndarray, kind: str) -> np.ndarray:
     """float32 ``values`` (roots already taken for ``"root"``) times ``inv`` (one float32 per
     value: the block's ``top / absmax``, or 0) to codes (``uint8``)."""
-    with np.errstate(invalid="ignore"):   # a non-finite block: inv is 0
-        y = ((np.asarray(values, np.float32) * np.asarray(inv, np.float32)) * _DOWN)
-    bits = y.view(np.uint32)
-    with np.errstate(over="ignore"):
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    magnitude = (bits & np.uint32(0x7FFFFFFF)).view(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block: inv is 0
+        y = (magnitude * np.asarray(inv, np.float32) + _ONE).view(np.uint32) - _ONE_BITS
         if kind == "signed":
-            t = (bits + np.uint32(0x80000)) >> np.uint32(20)
+            t = (y + np.uint32(0x80000)) >> np.uint32(20)
             codes = (t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80))
         else:
-            codes = (np.maximum(bits, np.uint32(0x40000)) + np.uint32(0x40000)) >> np.uint32(19)
+            codes = (np.maximum(y, np.uint32(0x40000)) + np.uint32(0x40000)) >> np.uint32(19)
     return codes.astype(np.uint8)
 
 
@@ -114,12 +115,14 @@ def decode_codes(codes: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
     block's ``absmax / top`` (squared after decoding for ``"root"``)."""
     codes = np.asarray(codes, np.uint8)
     if kind == "signed":
-        bits = (codes.view(np.int8).astype(np.int32).view(np.uint32) << np.uint32(20)) \
-            & np.uint32(0x87F00000)
+        wide = codes.view(np.int8).astype(np.int32).view(np.uint32)
+        magnitude = ((wide << np.uint32(20)) & np.uint32(0x07F00000)) + _ONE_BITS
+        x = ((magnitude.view(np.float32) - _ONE).view(np.uint32)
+             | (wide & np.uint32(0x80000000))).view(np.float32)
     else:
-        bits = codes.astype(np.uint32) << np.uint32(19)
+        x = ((codes.astype(np.uint32) << np.uint32(19)) + _ONE_BITS).view(np.float32) - _ONE
     with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block
-        x = (bits.view(np.float32) * _UP) * np.asarray(scale, np.float32)
+        x = x * np.asarray(scale, np.float32)
         return x * x if kind == "root" else x
 
 
@@ -138,8 +141,9 @@ def quantize(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore"):
             values = np.sqrt(values)
     absmax = _block_max(values)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(absmax > 0, _TOP[kind] / absmax, _ZERO).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = np.where(absmax > 0, np.minimum(_TOP[kind] / absmax, _BIG), _ZERO)
+    inv = inv.astype(np.float32)
     return encode_codes(values, np.repeat(inv, BLOCK)[:values.size], kind), absmax
 
 
@@ -152,25 +156,31 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, kind: str) -> np.ndarray:
 
 # -- the formats in nopython code -------------------------------------------------------------
 def _signed_load(code, scale):
-    x = np.int32(np.int8(code))   # sign-extended: the sign lands on bit 31 after the shift
-    bits = np.uint32(np.uint32(np.uint32(x) << np.uint32(20)) & np.uint32(0x87F00000))
-    return (_float_of(bits) * _UP) * scale
+    wide = np.uint32(np.int32(np.int8(code)))   # sign-extended: the sign is bit 31
+    magnitude = np.uint32(np.uint32(np.uint32(wide << np.uint32(20)) & np.uint32(0x07F00000))
+                          + _ONE_BITS)
+    x = _float_of(np.uint32(_bits_of(_float_of(magnitude) - _ONE)
+                            | np.uint32(wide & np.uint32(0x80000000))))
+    return x * scale
 
 
 def _root_load(code, scale):
-    s = (_float_of(np.uint32(np.uint32(code) << np.uint32(19))) * _UP) * scale
+    s = (_float_of(np.uint32(np.uint32(np.uint32(code) << np.uint32(19)) + _ONE_BITS))
+         - _ONE) * scale
     return s * s
 
 
 def _signed_code(x, inv):
-    bits = _bits_of((x * inv) * _DOWN)
-    t = np.uint32(np.uint32(bits + np.uint32(0x80000)) >> np.uint32(20))
+    bits = _bits_of(x)
+    magnitude = _float_of(np.uint32(bits & np.uint32(0x7FFFFFFF)))
+    y = np.uint32(_bits_of(magnitude * inv + _ONE) - _ONE_BITS)
+    t = np.uint32(np.uint32(y + np.uint32(0x80000)) >> np.uint32(20))
     return np.uint8((t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80)))
 
 
 def _root_code(s, inv):
-    bits = _bits_of((s * inv) * _DOWN)
-    return np.uint8(np.uint32(max(bits, np.uint32(0x40000)) + np.uint32(0x40000))
+    y = np.uint32(_bits_of(s * inv + _ONE) - _ONE_BITS)
+    return np.uint8(np.uint32(max(y, np.uint32(0x40000)) + np.uint32(0x40000))
                     >> np.uint32(19))
 
 
@@ -341,14 +351,14 @@ def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) 
     for k, (j, kind) in enumerate(found.items()):
         lines += [f"            top = block_max(scratch[{k}], size)",
                   f"            absmax[{k}][b] = top",
-                  f"            inv = TOP_{kind} / top if top > ZERO else ZERO",
+                  f"            inv = min(TOP_{kind} / top, BIG) if top > ZERO else ZERO",
                   f"            encode_{kind}(scratch[{k}], s[{j}], inv, size)"]
     return "\n".join(lines) + "\n"
 
 
 def _loop_function(name: str, source: str, **globals_: Any) -> Callable:
     namespace = {"np": np, "prange": prange, "BLOCK": BLOCK, "CHUNK_BLOCKS": CHUNK_BLOCKS,
-                 "ZERO": _ZERO, "TOP_signed": _TOP["signed"], "TOP_root": _TOP["root"],
+                 "ZERO": _ZERO, "BIG": _BIG, "TOP_signed": _TOP["signed"], "TOP_root": _TOP["root"],
                  "block_max": _block_max_cpu, "encode_signed": _encode_cpu["signed"],
                  "encode_root": _encode_cpu["root"], **globals_}
     exec(compile(source, f"<{name}>", "exec"), namespace)
