@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "decay, and report and save the averaged model (default: off)")
     mnist.add_argument("--state-precision", choices=PRECISIONS,
                        default="float32",
-                       help="how the optimizer stores its moments: float32, or bfloat16 (half "
-                            "the memory, float32 weights only) (default: float32)")
+                       help="how the optimizer stores its moments: float32, bfloat16 (half "
+                            "the memory) or 8bit (a quarter; both for float32 weights only) "
+                            "(default: float32)")
     mnist.add_argument("--label-smoothing", type=_fraction, default=0.0, metavar="EPS",
                        help="train against (1 - EPS) * one-hot + EPS / 10 (default: 0)")
     mnist.add_argument("--validation-split", type=_fraction, default=None, metavar="F",

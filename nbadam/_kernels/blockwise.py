@@ -59,7 +59,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._build import compile_family, piece, source_digest, specialized
+from ._build import compile_family, piece, source_digest
 from .averaging import ema_element
 from .compact import _bits_of, _float_of, _state_names
 from .cpu import _INLINE, _OPTIONS, _PIECES, _Pair
@@ -192,21 +192,8 @@ def _plain_value(value):
     return value
 
 
-def _block_max_loop(row, size):
-    top = np.uint32(0)
-    for j in range(size):
-        top = max(top, np.uint32(_bits_of(row[j]) & np.uint32(0x7FFFFFFF)))
-    return _float_of(top)
-
-
-def _encode_signed_loop(row, codes, inv, size):
-    for j in range(size):
-        codes[j] = _signed_code(row[j], inv)
-
-
-def _encode_root_loop(row, codes, inv, size):
-    for j in range(size):
-        codes[j] = _root_code(row[j], inv)
+def _magnitude_bits(x):
+    return np.uint32(_bits_of(x) & np.uint32(0x7FFFFFFF))
 
 
 # -- the rewrite of a per-element function ---------------------------------------------------
@@ -312,20 +299,20 @@ _CPU_CODEC = {name: _CODEC(func) for name, func in (
     ("_root_value", _root_value), ("_plain_value", _plain_value))}
 _signed_code_cpu = _CODEC(_signed_code)
 _root_code_cpu = _CODEC(_root_code)
-_block_max_cpu = _INLINE(_block_max_loop)
-_encode_cpu = {
-    "signed": _INLINE(specialized(_encode_signed_loop, "encode_signed_cpu",
-                                  _signed_code=_signed_code_cpu)),
-    "root": _INLINE(specialized(_encode_root_loop, "encode_root_cpu",
-                                _root_code=_root_code_cpu)),
-}
+_magnitude_bits_cpu = _CODEC(_magnitude_bits)
 
 
 def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) -> str:
-    """The block loop of a kernel with ``nstate`` state arrays, compact as ``found``."""
+    """The block loop of a kernel with ``nstate`` state arrays, compact as ``found``.
+
+    Two loops per block: the rule's element (whose compact writes land in the
+    scratch rows) with the running maximum of each row's magnitudes, then the
+    encoding of every row; each a SIMD loop of LLVM's.
+    """
     tail = ", ema, weights" if averaged else ""
     sliced = "".join(f"state[{j}][start:stop], " for j in range(nstate))
     scales = "".join(f"absmax[{k}][b] / TOP_{kind}, " for k, kind in enumerate(found.values()))
+    rows = range(len(found))
     lines = [
         f"def {name}(param, grad, state, scalars, absmax{tail}):",
         "    n = param.size",
@@ -344,23 +331,29 @@ def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) 
     ]
     if averaged:
         lines.append("            e = ema[start:stop]")
+    lines += [f"            top{k} = np.uint32(0)" for k in rows]
     lines += ["            for j in range(size):",
               "                element(j, p, g, s, scalars, scale, scratch)"]
     if averaged:
         lines.append("                average(j, p, e, weights)")
-    for k, (j, kind) in enumerate(found.items()):
-        lines += [f"            top = block_max(scratch[{k}], size)",
-                  f"            absmax[{k}][b] = top",
-                  f"            inv = min(TOP_{kind} / top, BIG) if top > ZERO else ZERO",
-                  f"            encode_{kind}(scratch[{k}], s[{j}], inv, size)"]
+    lines += [f"                top{k} = max(top{k}, magnitude_bits(scratch[{k}, j]))"
+              for k in rows]
+    for k, kind in enumerate(found.values()):
+        lines += [f"            high{k} = float_of(top{k})",
+                  f"            absmax[{k}][b] = high{k}",
+                  f"            inv{k} = min(TOP_{kind} / high{k}, BIG) if high{k} > ZERO "
+                  "else ZERO"]
+    lines.append("            for j in range(size):")
+    lines += [f"                s[{j}][j] = {kind}_code(scratch[{k}, j], inv{k})"
+              for k, (j, kind) in enumerate(found.items())]
     return "\n".join(lines) + "\n"
 
 
 def _loop_function(name: str, source: str, **globals_: Any) -> Callable:
     namespace = {"np": np, "prange": prange, "BLOCK": BLOCK, "CHUNK_BLOCKS": CHUNK_BLOCKS,
                  "ZERO": _ZERO, "BIG": _BIG, "TOP_signed": _TOP["signed"], "TOP_root": _TOP["root"],
-                 "block_max": _block_max_cpu, "encode_signed": _encode_cpu["signed"],
-                 "encode_root": _encode_cpu["root"], **globals_}
+                 "magnitude_bits": _magnitude_bits_cpu, "float_of": _float_of,
+                 "signed_code": _signed_code_cpu, "root_code": _root_code_cpu, **globals_}
     exec(compile(source, f"<{name}>", "exec"), namespace)
     func = namespace[name]
     func.__module__ = __name__

@@ -75,11 +75,14 @@ class Adam(Optimizer):
         Keep an exponential moving average of the parameters with this decay
         in [0, 1), :attr:`ema_params`, updated in the same pass as the step
         (as torch's ``AveragedModel`` with ``get_ema_multi_avg_fn(decay)``).
-    state_precision : {"float32", "bfloat16"}, default "float32"
-        How the moments are stored.  ``"bfloat16"`` (float32 parameters
-        only) keeps them as bfloat16 codes, rounded to nearest even after
-        each step: 4 bytes of state per element instead of 8, and 20 bytes
-        moved per step instead of 28 (see :attr:`state_precision`).
+    state_precision : {"float32", "bfloat16", "8bit"}, default "float32"
+        How the moments are stored (float32 parameters only for the compact
+        formats).  ``"bfloat16"`` keeps them as bfloat16 codes, stochastically
+        rounded after each step: 4 bytes of state per element instead of 8,
+        20 bytes moved per step instead of 28.  ``"8bit"`` keeps them as
+        8-bit codes with one float32 scale per block of 256 elements: 2.03
+        bytes of state per element, 16 moved per step (see
+        :attr:`state_precision` and :doc:`/compact_state`).
 
     Examples
     --------

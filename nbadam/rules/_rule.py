@@ -107,7 +107,7 @@ class Update:
         scalar function takes the same arguments and must not change
         ``running``.  None (the default) when the parameters are the point.
     compact : tuple of str
-        State arrays that ``state_precision="bfloat16"`` may store in fewer
+        State arrays that ``state_precision="bfloat16"`` or ``"8bit"`` may store in fewer
         bits (moments, which tolerate the rounding); the others stay float32.
         Empty: the update supports float32 state only.
     roots : tuple of str
