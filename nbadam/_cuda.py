@@ -23,7 +23,9 @@ Launches
     ``min(ceil(n / CUDA_THREADS_PER_BLOCK), CUDA_MAX_BLOCKS,
     multiprocessors * CUDA_BLOCKS_PER_SM)`` blocks, read from
     :mod:`nbadam._config` at each launch so tests can shrink it; the kernels'
-    grid-stride loops cover whatever the grid does not.
+    grid-stride loops cover whatever the grid does not.  The 8-bit state's
+    kernels (:mod:`nbadam._kernels.cuda_blockwise`) run one block of 256
+    threads per block of 256 elements instead.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from numba import cuda
 
 from . import _config, _cuda_driver, _validate
 from ._kernels import cuda as _kernels
+from ._kernels import cuda_blockwise as _blockwise
 
 _MULTIPROCESSORS: dict[int, int] = {}
 
@@ -95,21 +98,34 @@ def step(update: Any, size: int, *args: Any, averaged: bool = False,
          compact: tuple | None = None) -> None:
     """Launch the kernel of ``update`` (or ``"first_nonfinite"``, ``"sum_squares"``) on
     device arrays ``args``; ``averaged`` picks the kernel fused with the parameter average,
-    ``compact`` (``(format, flags)``) the one that keeps flagged state arrays as codes.
+    ``compact`` (``(format, flags)``) the one that keeps flagged state arrays as codes
+    (for ``"8bit"``, ``args`` holds the blocks' scales after the scalars, and the grid
+    is one block of 256 threads per block of 256 elements, whatever :func:`grid` says).
 
     Through the driver with a reused argument buffer where
     :mod:`nbadam._cuda_driver` applies, else through the Numba dispatcher.
     """
     if size == 0:
         return
-    blocks, threads = grid(size)
+    if compact is not None and compact[0] == "8bit":
+        blocks, threads = _blockwise.launch_shape(size)   # a thread block per block
+    else:
+        blocks, threads = grid(size)
     dtype = args[0].dtype
     key = (update, dtype, averaged, compact)
     direct = _DRIVER_KERNELS.get(key, _UNSET)
     if direct is _UNSET:
         direct = driver_kernel(update, dtype, averaged, compact)
     if direct is None or not direct.launch(blocks, threads, args):
-        _kernels.kernel(update, dtype, averaged, compact)[blocks, threads](*args)
+        kernel(update, dtype, averaged, compact)[blocks, threads](*args)
+
+
+def kernel(update: Any, dtype: np.dtype, averaged: bool = False, compact: tuple | None = None):
+    """The compiled kernel of ``update`` (:func:`nbadam._kernels.cuda.kernel`; for the
+    ``"8bit"`` format, :func:`nbadam._kernels.cuda_blockwise.kernel`)."""
+    if compact is not None and compact[0] == "8bit":
+        return _blockwise.kernel(update, dtype, averaged, compact[1])
+    return _kernels.kernel(update, dtype, averaged, compact)
 
 
 _UNSET = object()
@@ -126,8 +142,7 @@ def driver_kernel(update: Any, dtype: np.dtype, averaged: bool = False,
         direct = None
         if not simulated() and _cuda_driver.available() is None:
             try:
-                direct = _cuda_driver.DriverKernel(
-                    _kernels.kernel(update, dtype, averaged, compact))
+                direct = _cuda_driver.DriverKernel(kernel(update, dtype, averaged, compact))
             except _cuda_driver.Unsupported:
                 direct = None
         _DRIVER_KERNELS[key] = direct

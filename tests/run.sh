@@ -18,7 +18,8 @@ sim_log=$(mktemp -t nbadam-cudasim-XXXXXX.log)
 NUMBA_ENABLE_CUDASIM=1 NUMBA_CACHE_DIR="$(mktemp -d -t nbadam-numba-sim-XXXXXX)" \
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_minimize_cuda.py \
     tests/test_groups_cuda.py tests/test_minimize_batch_cuda.py tests/test_schedulefree_cuda.py \
-    tests/test_prodigy_cuda.py tests/test_compact_cuda.py >"$sim_log" 2>&1 &
+    tests/test_prodigy_cuda.py tests/test_compact_cuda.py tests/test_blockwise_cuda.py \
+    >"$sim_log" 2>&1 &
 sim=$!
 trap 'kill "$sim" 2>/dev/null || true' EXIT
 echo "== asv: the benchmark suite imports, and one quick pass of every benchmark runs"
