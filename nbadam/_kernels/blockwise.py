@@ -179,9 +179,11 @@ def _signed_code(x, inv):
 
 
 def _root_code(s, inv):
+    # A comparison, not max(): Numba's CUDA target cannot type the builtin max of two numbers.
     y = np.uint32(_bits_of(s * inv + _ONE) - _ONE_BITS)
-    return np.uint8(np.uint32(max(y, np.uint32(0x40000)) + np.uint32(0x40000))
-                    >> np.uint32(19))
+    floor = np.uint32(0x40000)
+    y = y if y > floor else floor
+    return np.uint8(np.uint32(y + np.uint32(0x40000)) >> np.uint32(19))
 
 
 def _root_value(value):

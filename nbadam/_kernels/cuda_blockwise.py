@@ -18,7 +18,8 @@ thread
    the end of the vector; after a ``syncthreads``, :data:`LANES` threads take
    the maxima of :data:`LANES` columns of them, and after a second one every
    thread takes the maximum of those: the block's new ``absmax``;
-4. encodes its value with ``inv = TOP / absmax`` (0 for a zero or NaN block);
+4. encodes its value with ``inv = min(TOP / absmax, FLT_MAX)`` (0 for a zero or NaN
+   block);
    thread 0 writes the new ``absmax[k][b]``, which every thread read before
    the first ``syncthreads``.
 
@@ -58,7 +59,6 @@ __all__ = ["THREADS", "launch_shape", "signature", "python_kernel", "kernel"]
 THREADS = _bw.BLOCK
 #: Columns of the block maximum's first stage (see :func:`_kernel_source`).
 LANES = 16
-_DOWN = _bw._DOWN
 
 
 def launch_shape(size: int) -> tuple[int, int]:
@@ -108,15 +108,6 @@ def _python_plain_value(value):
     return value
 
 
-def _root_code(s, inv):
-    # blockwise._root_code with its max() written as a comparison: Numba's CUDA target
-    # (0.68) cannot type the builtin max of two numbers.  Same bits.
-    bits = _bits_of((s * inv) * _DOWN)
-    floor = np.uint32(0x40000)
-    bits = bits if bits > floor else floor
-    return np.uint8(np.uint32(bits + np.uint32(0x40000)) >> np.uint32(19))
-
-
 @functools.cache
 def _codec() -> dict[str, Any]:
     """The codec's device functions, by the names the generated kernel and the rewritten
@@ -133,7 +124,7 @@ def _codec() -> dict[str, Any]:
     compiled = {}
     for name, func in (("_signed_load", _bw._signed_load), ("_root_load", _bw._root_load),
                        ("_root_value", _bw._root_value), ("_plain_value", _bw._plain_value),
-                       ("encode_signed", _bw._signed_code), ("encode_root", _root_code)):
+                       ("encode_signed", _bw._signed_code), ("encode_root", _bw._root_code)):
         compiled[name] = _device_function(specialized(func, f"{name.strip('_')}_8bit_cuda"))
     compiled["bits_of"] = _bits_of
     compiled["float_of"] = _float_of
@@ -200,6 +191,7 @@ def _kernel_source(name: str, found: dict[int, str], averaged: bool) -> str:
                   "        if tid == 0:",
                   f"            absmax[{k}][b] = top",
                   f"        inv = TOP_{kind} / top if top > ZERO else ZERO",
+                  "        inv = inv if inv < BIG else BIG",
                   "        if inside:",
                   f"            state[{j}][i] = encode_{kind}(scratch[{k}], inv)"]
     return "\n".join(lines) + "\n"
@@ -225,7 +217,8 @@ def python_kernel(update: Any, dtype_name: str, averaged: bool,
     name = (f"{update.name}_8bit_{_tag(found, len(flags))}_{dtype_name}"
             f"{'_averaged' if averaged else ''}_{source_digest(update.element)}")
     namespace = {"cuda": cuda, "np": np, "uint32": nbtypes.uint32, "float32": nbtypes.float32,
-                 "BLOCK": _bw.BLOCK, "LANES": LANES, "ZERO": _bw._ZERO, "NOTHING": np.uint32(0),
+                 "BLOCK": _bw.BLOCK, "LANES": LANES, "ZERO": _bw._ZERO, "BIG": _bw._BIG,
+                 "NOTHING": np.uint32(0),
                  "MAGNITUDE": np.uint32(0x7FFFFFFF), "TOP_signed": _bw._TOP["signed"],
                  "TOP_root": _bw._TOP["root"], "element": element, **codec}
     if averaged:
