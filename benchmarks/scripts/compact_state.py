@@ -99,7 +99,8 @@ def table(sizes, repeat: int, min_time: float = 0.02,
               "bnb Adam8bit: " + (f"bitsandbytes' Adam8bit CPU step ({bnb.versions}), in a "
                                   "worker process, timed there in the same rounds."
                                   if bnb else f"left out ({bnb.reason})." if bnb is not None
-                                  else "left out."),
+                                  else "not timed here (`python -m benchmarks.scripts."
+                                  "compact_state` times it where bitsandbytes is installed)."),
               "", "Targets (step time over the float32-state step's):", "", *verdicts]
     return lines
 
