@@ -135,13 +135,14 @@ class AdamKernel:
 
 
 class CompactState:
-    """Adam's float32 step with its moments kept as float32 or bfloat16 (``state_precision``).
+    """Adam's float32 step with its moments kept as float32, bfloat16 or blockwise 8-bit
+    codes (``state_precision``).
 
-    ``time_step`` times the public step; ``track_ratio`` is the bfloat16 step's time over
+    ``time_step`` times the public step; ``track_ratio`` is a compact step's time over
     the float32 step's, interleaved in the same call (below 1: the compact state pays).
     """
 
-    params = (["float32", "bfloat16"], [100_000, 10_000_000])
+    params = (["float32", "bfloat16", "8bit"], [100_000, 10_000_000])
     param_names = ["state_precision", "n"]
     repeat = _TIMING["repeat"]
     warmup_time = _TIMING["warmup_time"]

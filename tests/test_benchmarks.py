@@ -188,6 +188,8 @@ def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
                             "--groups-sizes", "1000", "--compact-sizes", "1000"])
     text = (tmp_path / "compare_cpu.md").read_text(encoding="utf-8")
     assert "## Compact optimizer state" in text and "| 1,000 |" in text
+    assert "| 8bit state (us) |" in text and "| 8bit / its roofline |" in text
+    assert "8bit / float32" in text and "bnb Adam8bit (us)" not in text
     assert "## Groups, gradient clipping" in text
     assert "| 1,000 | 8 groups + clip + ema |" in text and "| 1,000 | plain |" in text
     assert "| 1,000 |" in text and "| 2,000 |" in text
@@ -196,6 +198,112 @@ def test_compare_writes_table_and_plot(tmp_path, monkeypatch, capsys):
         assert (tmp_path / "compare_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(results["cpu"][1000]) == {"nbadam", "numpy", "roofline"}
     assert "| n |" in capsys.readouterr().out
+
+
+# -- compact state: the step table and the quality of the trajectory --------------------
+#: An interpreter with torch and bitsandbytes for the bitsandbytes peer (benchmark-only
+#: packages, usually in another environment): NBADAM_BENCH_BNB_PYTHON, else this one if
+#: it has them; the tests of that peer are skipped without one.
+BNB_PYTHON = os.environ.get("NBADAM_BENCH_BNB_PYTHON") or None
+
+
+def _bnb_python():
+    from benchmarks.scripts import _bnb_worker
+
+    python = _bnb_worker.default_python(BNB_PYTHON)
+    if python is None:
+        pytest.skip("no interpreter with torch and bitsandbytes (NBADAM_BENCH_BNB_PYTHON)")
+    return python
+
+
+def test_compact_state_table(capsys):
+    from benchmarks.scripts import compact_state
+
+    assert compact_state.BYTES == {"float32": 28, "bfloat16": 20, "8bit": 16 + 16 / 256}
+    lines = compact_state.main(["--sizes", "1000", "--repeat", "2", "--min-time", "0.001",
+                                "--no-bnb"])
+    header = lines[0]
+    for column in ("float32 state (us)", "bfloat16 state (us)", "8bit state (us)",
+                   "bfloat16 / float32", "8bit / float32", "8bit / its roofline"):
+        assert f"| {column} |" in header, column
+    assert "bnb" not in header
+    row = next(line for line in lines if line.startswith("| 1,000 |"))
+    assert row.count("|") == header.count("|")
+    assert "Bytes per element and step: float32 28, bfloat16 20, 8bit 16.0625." in lines
+    assert re.search(r"^- n = 1,000: bfloat16 / float32 [\d.]+ \(target <= 0\.85: (met|NOT met)\); "
+                     r"8bit / float32 [\d.]+ \(target <= 0\.75: (met|NOT met)\)$",
+                     "\n".join(lines), re.M), lines
+    assert "| 8bit state (us) |" in capsys.readouterr().out
+
+
+def test_bnb_worker_says_why_not():
+    from benchmarks.scripts import _bnb_worker
+
+    assert not _bnb_worker.Worker(None)
+    assert "--bnb-python" in _bnb_worker.Worker(None).reason
+    if importlib.util.find_spec("bitsandbytes") is None:
+        # This interpreter lacks bitsandbytes: the worker starts, fails to import it, says so.
+        worker = _bnb_worker.Worker(sys.executable)
+        assert not worker and "does not import" in worker.reason, worker.reason
+    missing = _bnb_worker.Worker(str(ROOT / "no-such-python"))
+    assert not missing and "did not start" in missing.reason
+
+
+def test_interleaved_times_a_remote_peer_where_it_runs():
+    from benchmarks.scripts import _peers
+
+    class Remote(_peers.Peer):
+        name = "remote"
+
+        def __init__(self):
+            self.numbers = []
+
+        def step(self):
+            raise AssertionError("a remote peer is timed through seconds_per_call")
+
+        def seconds_per_call(self, number):
+            self.numbers.append(number)
+            return 0.5
+
+    remote, local = Remote(), _peers.Roofline(100, np.float32)
+    samples = _peers.interleaved([remote, local], repeat=3, min_time=0.01)
+    assert list(samples["remote"]) == [0.5] * 3 and remote.numbers == [1, 1, 1, 1]
+    assert len(samples["roofline"]) == 3 and (samples["roofline"] > 0).all()
+
+
+def test_compact_state_with_bitsandbytes():
+    python = _bnb_python()
+    from benchmarks.scripts import compact_state
+
+    lines = compact_state.main(["--sizes", "1000", "--repeat", "2", "--min-time", "0.001",
+                                "--bnb-python", python])
+    assert "| bnb Adam8bit (us) |" in lines[0] and "| bnb Adam8bit / 8bit |" in lines[0]
+    row = next(line for line in lines if line.startswith("| 1,000 |"))
+    assert row.count("|") == lines[0].count("|")
+    assert any("in a worker process, timed there in the same rounds" in line for line in lines)
+
+
+def test_compact_quality_rows(capsys):
+    from benchmarks.scripts import compact_quality
+
+    results = compact_quality.main(["--n", "512", "--steps", "30", "--no-bnb"])
+    assert set(results) == {"bfloat16 (stochastic rounding)", "bfloat16, nearest even (NumPy)",
+                            "8bit (nbadam, blockwise)"}
+    distance, loss = results["8bit (nbadam, blockwise)"]
+    assert 0 < distance < 1 and np.isfinite(loss)
+    out = capsys.readouterr().out
+    assert "| bitsandbytes Adam8bit | (left out: --no-bnb) | |" in out
+
+
+def test_compact_quality_against_bitsandbytes(capsys):
+    python = _bnb_python()
+    from benchmarks.scripts import compact_quality
+
+    results = compact_quality.main(["--n", "512", "--steps", "30", "--bnb-python", python])
+    distance, loss = results["bitsandbytes Adam8bit"]
+    assert 0 < distance < 1 and np.isfinite(loss)
+    assert re.search(r"nbadam 8bit distance / bitsandbytes Adam8bit distance: [\d.e+-]+ "
+                     r"\(target <= 1\.5: (met|NOT met)\)", capsys.readouterr().out)
 
 
 def _run(args, tmp_path, check=True, **env):

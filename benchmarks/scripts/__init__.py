@@ -7,6 +7,9 @@ These are not asv benchmarks: asv imports this package with the rest of
 * :mod:`.compare` -- the Adam step against NumPy, torch and the memory
   roofline (CPU and GPU tables, plots); :mod:`._peers` holds the peers it
   times, which the asv suites reuse.
+* :mod:`.compact_state` -- Adam's step with bfloat16 and 8-bit moments against float32
+  ones, their rooflines and bitsandbytes' ``Adam8bit`` (in a worker process,
+  :mod:`._bnb_worker`); :mod:`.compact_quality` -- how far they move a trajectory.
 * :mod:`.gpu_step` -- one GPU step against torch's fused Adam and a copy.
 * :mod:`.groups_cost` -- parameter groups, clipping and the EMA against a plain step.
 * :mod:`.minimize_speed` -- the Python loop's overhead and the compiled loop.

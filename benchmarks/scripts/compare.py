@@ -84,8 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(benchmarks.scripts.groups_cost; none to leave it out)")
     parser.add_argument("--compact-sizes", type=_size, nargs="*",
                         default=[1_000_000, 10_000_000, 50_000_000], metavar="N",
-                        help="sizes of the table of Adam's step with bfloat16 moments against "
-                        "float32 ones (benchmarks.scripts.compact_state; none to leave it out)")
+                        help="sizes of the table of Adam's step with bfloat16 and 8-bit "
+                        "moments against float32 ones (benchmarks.scripts.compact_state; "
+                        "none to leave it out)")
     parser.add_argument("--rules", nargs="+", default=None, metavar="RULE",
                         help="rules in the table of every rule (default: all of "
                              "nbadam.rules.names()); 'none' leaves that table out")
@@ -384,12 +385,15 @@ def groups_section(sizes, repeat: int, min_time: float) -> list[str]:
 
 
 def compact_section(sizes, repeat: int, min_time: float) -> list[str]:
-    """Adam's step with bfloat16 moments against float32 ones, and each one's roofline."""
+    """Adam's step with bfloat16 and 8-bit moments against float32 ones, and each one's
+    roofline (bitsandbytes left out: ``python -m benchmarks.scripts.compact_state`` has it)."""
     from . import compact_state
     return ["", "## Compact optimizer state (float32 Adam, `state_precision`)", "",
             "Each round times the float32-state step (28 bytes per element), the "
-            "bfloat16-state step (20 bytes) and the roofline kernel once; a format's "
-            "roofline is its bytes at the roofline kernel's bandwidth in that round.", "",
+            "bfloat16-state step (20 bytes), the 8-bit-state step (16 bytes and a "
+            "float32 scale per moment and 256 elements, read and written) and the roofline "
+            "kernel once; a format's roofline is its bytes at the roofline kernel's "
+            "bandwidth in that round.", "",
             *compact_state.table(sizes, repeat, max(min_time, 1e-3)), ""]
 
 
