@@ -24,13 +24,14 @@ operations, so that the kernels stay branch-free SIMD loops:
     into ``m / eps`` (a block that is all zero decodes as zero).
 
 Decoding puts the code's bits in the low exponent and mantissa bits of a
-float32 of exponent 0 and subtracts 1 (exact); encoding adds 1 to the scaled
-magnitude, reads the bits back and rounds to nearest (halves up) by adding
-half a code below the cut.  Every intermediate is a normal float, so that
-neither direction meets the cost of subnormal arithmetic.  Non-finite values
-poison their block: a NaN or an infinity makes the block's ``absmax``
-non-finite and the block's values decode as NaN (an infinity may stay
-infinite).
+float32 of exponent 1 (a value in :math:`[2, 2^{17})`) and computes ``(x - 2) *
+scale`` in one fused multiply-add (the subtraction is exact, so the fused
+result is the reference's); encoding adds 2 to the scaled magnitude, reads the
+bits back and rounds to nearest (halves up) by adding half a code below the
+cut.  Every intermediate is a normal float, so that neither direction meets
+the cost of subnormal arithmetic.  Non-finite values poison their block: a NaN
+or an infinity makes the block's ``absmax`` non-finite and the block's values
+decode as NaN (an infinity may stay infinite).
 
 Each step decodes a block, runs the rule's own per-element function on it
 (a rewritten copy, as for bfloat16 in :mod:`.compact`, whose writes to a
@@ -57,7 +58,10 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._build import compile_family, piece, source_digest
 from .averaging import ema_element
@@ -75,11 +79,12 @@ CHUNK_BLOCKS = 64
 #: The two code formats, by kind.
 KINDS = ("signed", "root")
 
-_ONE = np.float32(1.0)
-_ONE_BITS = np.uint32(0x3F800000)
+_TWO = np.float32(2.0)
+_BIAS = np.uint32(0x40000000)      # the float32 exponent field of 2: 128, one bit
 _BIG = np.float32(np.finfo(np.float32).max)
 #: The value of the largest code, in units of the block's scale: absmax maps to it.
-_TOP = {"signed": np.float32(1.875 * 2 ** 15 - 1), "root": np.float32(1.9375 * 2 ** 15 - 1)}
+_TOP = {"signed": np.float32(2 * (1.875 * 2 ** 15 - 1)),
+        "root": np.float32(2 * (1.9375 * 2 ** 15 - 1))}
 _ZERO = np.float32(0.0)
 
 
@@ -101,7 +106,7 @@ def encode_codes(values: np.ndarray, inv: np.ndarray, kind: str) -> np.ndarray:
     bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
     magnitude = (bits & np.uint32(0x7FFFFFFF)).view(np.float32)
     with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block: inv is 0
-        y = (magnitude * np.asarray(inv, np.float32) + _ONE).view(np.uint32) - _ONE_BITS
+        y = (magnitude * np.asarray(inv, np.float32) + _TWO).view(np.uint32) - _BIAS
         if kind == "signed":
             t = (y + np.uint32(0x80000)) >> np.uint32(20)
             codes = (t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80))
@@ -114,16 +119,17 @@ def decode_codes(codes: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
     """Codes (``uint8``) to float32 values, ``scale`` (one float32 per code) being the
     block's ``absmax / top`` (squared after decoding for ``"root"``)."""
     codes = np.asarray(codes, np.uint8)
+    scale = np.asarray(scale, np.float32)
     if kind == "signed":
         wide = codes.view(np.int8).astype(np.int32).view(np.uint32)
-        magnitude = ((wide << np.uint32(20)) & np.uint32(0x07F00000)) + _ONE_BITS
-        x = ((magnitude.view(np.float32) - _ONE).view(np.uint32)
-             | (wide & np.uint32(0x80000000))).view(np.float32)
-    else:
-        x = ((codes.astype(np.uint32) << np.uint32(19)) + _ONE_BITS).view(np.float32) - _ONE
+        magnitude = ((wide << np.uint32(20)) & np.uint32(0x07F00000)) | _BIAS
+        with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block
+            x = (magnitude.view(np.float32) - _TWO) * scale
+        return (x.view(np.uint32) | (wide & np.uint32(0x80000000))).view(np.float32)
+    magnitude = (codes.astype(np.uint32) << np.uint32(19)) | _BIAS
     with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block
-        x = x * np.asarray(scale, np.float32)
-        return x * x if kind == "root" else x
+        x = (magnitude.view(np.float32) - _TWO) * scale
+        return x * x
 
 
 def _block_max(values: np.ndarray) -> np.ndarray:
@@ -155,32 +161,48 @@ def dequantize(codes: np.ndarray, absmax: np.ndarray, kind: str) -> np.ndarray:
 
 
 # -- the formats in nopython code -------------------------------------------------------------
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (LLVM's ``llvm.fma.f32``: one instruction)."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fma = cgutils.get_or_insert_function(builder.module,
+                                             ir.FunctionType(f32, [f32, f32, f32]),
+                                             "llvm.fma.f32")
+        return builder.call(fma, args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
 def _signed_load(code, scale):
+    # (magnitude - 2) * scale with one rounding: magnitude - 2 is exact, so the fused
+    # multiply-add gives the reference's bits.
     wide = np.uint32(np.int32(np.int8(code)))   # sign-extended: the sign is bit 31
-    magnitude = np.uint32(np.uint32(np.uint32(wide << np.uint32(20)) & np.uint32(0x07F00000))
-                          + _ONE_BITS)
-    x = _float_of(np.uint32(_bits_of(_float_of(magnitude) - _ONE)
-                            | np.uint32(wide & np.uint32(0x80000000))))
-    return x * scale
+    magnitude = _float_of(np.uint32(np.uint32(np.uint32(wide << np.uint32(20))
+                                              & np.uint32(0x07F00000)) | _BIAS))
+    x = _fma(magnitude, scale, -(scale + scale))
+    return _float_of(np.uint32(_bits_of(x) | np.uint32(wide & np.uint32(0x80000000))))
 
 
 def _root_load(code, scale):
-    s = (_float_of(np.uint32(np.uint32(np.uint32(code) << np.uint32(19)) + _ONE_BITS))
-         - _ONE) * scale
+    magnitude = _float_of(np.uint32(np.uint32(np.uint32(code) << np.uint32(19)) | _BIAS))
+    s = _fma(magnitude, scale, -(scale + scale))
     return s * s
 
 
 def _signed_code(x, inv):
     bits = _bits_of(x)
     magnitude = _float_of(np.uint32(bits & np.uint32(0x7FFFFFFF)))
-    y = np.uint32(_bits_of(magnitude * inv + _ONE) - _ONE_BITS)
+    y = np.uint32(_bits_of(magnitude * inv + _TWO) - _BIAS)
     t = np.uint32(np.uint32(y + np.uint32(0x80000)) >> np.uint32(20))
     return np.uint8((t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80)))
 
 
 def _root_code(s, inv):
     # A comparison, not max(): Numba's CUDA target cannot type the builtin max of two numbers.
-    y = np.uint32(_bits_of(s * inv + _ONE) - _ONE_BITS)
+    y = np.uint32(_bits_of(s * inv + _TWO) - _BIAS)
     floor = np.uint32(0x40000)
     y = y if y > floor else floor
     return np.uint8(np.uint32(y + np.uint32(0x40000)) >> np.uint32(19))
@@ -210,6 +232,7 @@ class _Rewrite(ast.NodeTransformer):
     def __init__(self, compact: dict[str, tuple[int, str]], per_element: bool):
         self.compact = compact
         self.per_element = per_element
+        self.written: set[int] = set()
 
     def _target(self, node: ast.AST) -> str | None:
         if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
@@ -227,13 +250,18 @@ class _Rewrite(ast.NodeTransformer):
             raise ValueError("a compact state array must be written by a plain assignment "
                              "'array[i] = value'")
         k, kind = self.compact[names[0]]
+        if k in self.written:
+            raise ValueError(f"the compact state array {names[0]!r} is written twice")
+        self.written.add(k)
         index = self.visit(node.targets[0].slice)
         slot = (ast.Constant(k) if self.per_element
                 else ast.Tuple([ast.Constant(k), index], ast.Load()))
         value = ast.Call(ast.Name("_root_value" if kind == "root" else "_plain_value",
                                   ast.Load()), [node.value], [])
-        return ast.Assign([ast.Subscript(ast.Name("scratch", ast.Load()), slot, ast.Store())],
-                          value)
+        kept = ast.Assign([ast.Name(f"_written_{k}", ast.Store())], value)
+        store = ast.Assign([ast.Subscript(ast.Name("scratch", ast.Load()), slot, ast.Store())],
+                           ast.Name(f"_written_{k}", ast.Load()))
+        return [kept, store]
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         if self._target(node.target):
@@ -280,7 +308,26 @@ def rewritten(element: Callable, update: Any, flags: tuple[bool, ...],
     unpack = next(s for s in func.body if isinstance(s, ast.Assign)
                   and isinstance(s.value, ast.Name) and s.value.id == "state")
     rewrite = _Rewrite(compact, per_element)
-    func.body = [s if s is unpack else rewrite.visit(s) for s in func.body]
+    if any(isinstance(node, ast.Return) for node in ast.walk(func)):
+        raise ValueError(f"{func.name}: a per-element function returns nothing")
+    body = []
+    for statement in func.body:
+        if statement is unpack:
+            body.append(statement)
+            continue
+        done = len(rewrite.written)
+        new = rewrite.visit(statement)
+        nested = not isinstance(statement, ast.Assign)
+        if nested and len(rewrite.written) != done:
+            raise ValueError(f"{func.name}: compact state arrays must be written at the top "
+                             "level of the function, once, not inside a branch or loop")
+        body.extend(new if isinstance(new, list) else [new])
+    if len(rewrite.written) != len(compact):
+        raise ValueError(f"{func.name}: every compact state array must be written once")
+    # The new values (roots taken) come back in registers, for the blocks' maxima.
+    body.append(ast.Return(ast.Tuple([ast.Name(f"_written_{k}", ast.Load())
+                                      for k in range(len(compact))], ast.Load())))
+    func.body = body
     func.args.args.extend([ast.arg("scale"), ast.arg("scratch")])
     tag = "".join("r" if found.get(j) == "root" else "s" if j in found else "f"
                   for j in range(len(flags)))
@@ -308,8 +355,10 @@ def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) 
     """The block loop of a kernel with ``nstate`` state arrays, compact as ``found``.
 
     Two loops per block: the rule's element (whose compact writes land in the
-    scratch rows) with the running maximum of each row's magnitudes, then the
-    encoding of every row; each a SIMD loop of LLVM's.
+    scratch rows, and which returns the values it wrote) with the running maximum
+    of their magnitudes, then the encoding of every row; each a SIMD loop of
+    LLVM's.  The maxima take the returned values, not a reload of the scratch:
+    a load of a just-stored vector waits on store-to-load forwarding.
     """
     tail = ", ema, weights" if averaged else ""
     sliced = "".join(f"state[{j}][start:stop], " for j in range(nstate))
@@ -335,11 +384,10 @@ def _loop_source(name: str, nstate: int, found: dict[int, str], averaged: bool) 
         lines.append("            e = ema[start:stop]")
     lines += [f"            top{k} = np.uint32(0)" for k in rows]
     lines += ["            for j in range(size):",
-              "                element(j, p, g, s, scalars, scale, scratch)"]
+              "                new = element(j, p, g, s, scalars, scale, scratch)"]
     if averaged:
         lines.append("                average(j, p, e, weights)")
-    lines += [f"                top{k} = max(top{k}, magnitude_bits(scratch[{k}, j]))"
-              for k in rows]
+    lines += [f"                top{k} = max(top{k}, magnitude_bits(new[{k}]))" for k in rows]
     for k, kind in enumerate(found.values()):
         lines += [f"            high{k} = float_of(top{k})",
                   f"            absmax[{k}][b] = high{k}",
