@@ -93,6 +93,37 @@ def test_a_non_finite_value_poisons_its_block_only():
     assert np.sum(np.isinf(decoded[BLOCK:])) <= 1                 # the infinity itself
 
 
+def _correctly_rounded_fma(a, b, c):
+    """float32 ``a * b + c`` rounded once, to nearest, ties to even (exact fractions)."""
+    from fractions import Fraction
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    guess = np.float32(float(exact))
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess,
+                  np.nextafter(guess, np.float32(np.inf))]
+    distance = [abs(Fraction(float(x)) - exact) for x in candidates]
+    best = min(distance)
+    ties = [x for x, d in zip(candidates, distance, strict=True) if d == best]
+    return min(ties, key=lambda x: int(np.array(x).view(np.uint32)) & 1)
+
+
+def test_fma32_rounds_once():
+    """The NumPy twin of the kernels' fused multiply-add, against exact arithmetic, on a
+    case that rounding the float64 sum would get wrong (a tie broken by bits past float64's
+    53) and on random operands of every magnitude."""
+    one_ulp = np.float32(1 + 2 ** -23)
+    assert blockwise.fma32(one_ulp, one_ulp, np.float32(2 ** 24)) == np.float32(2 ** 24 + 2)
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal(3000) * 10.0 ** rng.uniform(-15, 15, 3000)).astype(np.float32)
+    b = (rng.standard_normal(3000) * 10.0 ** rng.uniform(-15, 15, 3000)).astype(np.float32)
+    c = np.where(rng.random(3000) < 0.5, np.float32(2.0),
+                 (rng.standard_normal(3000) * 10.0 ** rng.uniform(-15, 15, 3000)))
+    c = c.astype(np.float32)
+    got = blockwise.fma32(a, b, c)
+    wanted = np.array([_correctly_rounded_fma(x, y, z) for x, y, z in zip(a, b, c, strict=True)],
+                      dtype=np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32), wanted.view(np.uint32))
+
+
 # -- the kernels against the reference ------------------------------------------------------
 def quantized_float32_run(name, x0, grads, **options):
     """The float32 optimizer whose compact arrays are replaced after every applied step by

@@ -26,12 +26,13 @@ operations, so that the kernels stay branch-free SIMD loops:
 Decoding puts the code's bits in the low exponent and mantissa bits of a
 float32 of exponent 1 (a value in :math:`[2, 2^{17})`) and computes ``(x - 2) *
 scale`` in one fused multiply-add (the subtraction is exact, so the fused
-result is the reference's); encoding adds 2 to the scaled magnitude, reads the
-bits back and rounds to nearest (halves up) by adding half a code below the
-cut.  Every intermediate is a normal float, so that neither direction meets
-the cost of subnormal arithmetic.  Non-finite values poison their block: a NaN
-or an infinity makes the block's ``absmax`` non-finite and the block's values
-decode as NaN (an infinity may stay infinite).
+result is the reference's); encoding computes ``|x| * inv + 2`` in one fused
+multiply-add too (:func:`fma32` is its NumPy twin), reads the bits back and
+rounds to nearest (halves up) by adding half a code below the cut.  Every
+intermediate is a normal float, so that neither direction meets the cost of
+subnormal arithmetic.  Non-finite values poison their block: a NaN or an
+infinity makes the block's ``absmax`` non-finite and the block's values decode
+as NaN (an infinity may stay infinite).
 
 Each step decodes a block, runs the rule's own per-element function on it
 (a rewritten copy, as for bfloat16 in :mod:`.compact`, whose writes to a
@@ -68,7 +69,7 @@ from .averaging import ema_element
 from .compact import _bits_of, _float_of, _state_names
 from .cpu import _INLINE, _OPTIONS, _PIECES, _Pair
 
-__all__ = ["BLOCK", "KINDS", "kinds", "blocks", "quantize", "dequantize", "encode_codes",
+__all__ = ["BLOCK", "KINDS", "kinds", "blocks", "quantize", "dequantize", "fma32", "encode_codes",
            "decode_codes", "kernels", "averaged_kernels", "rewritten"]
 
 #: Elements per block (one float32 scale per block and array: 2.03 bytes of state per
@@ -100,13 +101,31 @@ def blocks(size: int) -> int:
 
 
 # -- the formats, in NumPy (the reference) ---------------------------------------------------
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``a * b + c`` for float32 arrays with one rounding, as the kernels' fused
+    multiply-add: the product is exact in float64, the sum is rounded to odd there
+    (its error from TwoSum), and rounding that to float32 is the correctly rounded
+    result (53 bits are at least 24 + 2)."""
+    a, b, c = (np.asarray(x, np.float32).astype(np.float64) for x in (a, b, c))
+    with np.errstate(invalid="ignore", over="ignore"):
+        product = a * b
+        total = product + c
+        back = total - product
+        error = (product - (total - back)) + (c - back)
+        odd = (total.view(np.uint64) & np.uint64(1)) == 1
+        nudge = np.isfinite(total) & (error != 0) & ~odd
+        total = np.where(nudge, np.nextafter(total, np.where(error > 0, np.inf, -np.inf)),
+                         total)
+        return total.astype(np.float32)
+
+
 def encode_codes(values: np.ndarray, inv: np.ndarray, kind: str) -> np.ndarray:
     """float32 ``values`` (roots already taken for ``"root"``) times ``inv`` (one float32 per
     value: the block's ``top / absmax``, or 0) to codes (``uint8``)."""
     bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
     magnitude = (bits & np.uint32(0x7FFFFFFF)).view(np.float32)
     with np.errstate(invalid="ignore", over="ignore"):   # a non-finite block: inv is 0
-        y = (magnitude * np.asarray(inv, np.float32) + _TWO).view(np.uint32) - _BIAS
+        y = fma32(magnitude, inv, np.full(magnitude.shape, _TWO)).view(np.uint32) - _BIAS
         if kind == "signed":
             t = (y + np.uint32(0x80000)) >> np.uint32(20)
             codes = (t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80))
@@ -195,14 +214,14 @@ def _root_load(code, scale):
 def _signed_code(x, inv):
     bits = _bits_of(x)
     magnitude = _float_of(np.uint32(bits & np.uint32(0x7FFFFFFF)))
-    y = np.uint32(_bits_of(magnitude * inv + _TWO) - _BIAS)
+    y = np.uint32(_bits_of(_fma(magnitude, inv, _TWO)) - _BIAS)
     t = np.uint32(np.uint32(y + np.uint32(0x80000)) >> np.uint32(20))
     return np.uint8((t & np.uint32(0x7F)) | ((bits >> np.uint32(24)) & np.uint32(0x80)))
 
 
 def _root_code(s, inv):
     # A comparison, not max(): Numba's CUDA target cannot type the builtin max of two numbers.
-    y = np.uint32(_bits_of(s * inv + _TWO) - _BIAS)
+    y = np.uint32(_bits_of(_fma(s, inv, _TWO)) - _BIAS)
     floor = np.uint32(0x40000)
     y = y if y > floor else floor
     return np.uint8(np.uint32(y + np.uint32(0x40000)) >> np.uint32(19))
