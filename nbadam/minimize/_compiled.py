@@ -179,8 +179,7 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     if improved:
         scalars[BEST_F] = f
     window = settings[FTOL_WINDOW]
-    history = scalars[HISTORY:]
-    history[slot] = f
+    scalars[HISTORY + slot] = f  # the ring scalars[HISTORY:], viewed only when tested
     if stop:
         return CALLBACK_STOP, improved
     if not finite:
@@ -188,7 +187,7 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     if gnorm <= scalars[GTOL] and scalars[GTOL] > 0.0:
         return CONVERGED_GTOL, improved
     ftol = scalars[FTOL]
-    if nit >= window and ftol > 0.0 and _settled(history, ftol, scalars[BEST_F]):
+    if nit >= window and ftol > 0.0 and _settled(scalars[HISTORY:], ftol, scalars[BEST_F]):
         return CONVERGED_FTOL, improved
     if nit >= settings[MAXITER]:
         return MAXITER_REACHED, improved
