@@ -31,7 +31,8 @@ when the problems share the scalars: computed once, the kernel run over
 each span of consecutive problems; or ``Loops.step_rows``, the rule's
 ``update`` row by row), then :func:`project_rows`.  Row ``k`` thus follows
 exactly the steps :func:`nbadam.minimize` takes on problem ``k`` alone.
-:func:`run_batch` is the compiled loop of the batch; :func:`decide_rows`
+:func:`run_batch` is the compiled loop of the batch (which stores what
+``fun`` returned and observes it in one pass, :func:`store_observe_rows`); :func:`decide_rows`
 and ``Loops.scalar_rows`` serve its GPU loop.
 """
 
@@ -732,7 +733,10 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
     gradients.  With ``active`` an (empty) int64 array rather than None,
     they are called as ``fun(X[rows], rows, *args)``, ``rows`` the problems
     still running.  ``observe`` is :data:`observe_rows` (or its parallel
-    build), ``step`` one of the rule's batch steps (:class:`Loops`).  On
+    build), for the points on entry; ``store_observe``
+    :data:`store_observe_rows` (or its parallel build), which stores each
+    point ``fun`` evaluated and records it in one pass; ``step`` one of the
+    rule's batch steps (:class:`Loops`).  On
     entry ``F`` and ``G`` hold the values and gradients at ``X`` of the
     problems whose ``status`` is ``CONTINUE``, not yet recorded.  ``lrs[k]``
     is the learning rate of step ``nit + k + 1``, unless ``row_lrs`` holds
