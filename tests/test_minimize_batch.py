@@ -376,6 +376,10 @@ def test_parallel_builds_match_the_serial_ones(monkeypatch):
     monkeypatch.setattr(batch_module, "PARALLEL_MIN_PROBLEMS", 1)
     monkeypatch.setattr(_config, "PARALLEL_MIN_SIZE", 1)
     assert_same(minimize_batch(nb_fg, x0, args=args, jac=True, options=OPTIONS), serial)
+    # The compiled loop's parallel passes over the running problems only (chunks of rows).
+    active = {**OPTIONS, "active_only": True}
+    assert_same(minimize_batch(nb_active_f, x0, args=args[:2], jac=nb_active_g,
+                               options=active), serial)
 
 
 def test_compiled_true_needs_numba_functions_and_no_callback(monkeypatch):

@@ -303,6 +303,8 @@ def _run_compiled(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.nda
     jac = None if jac is True else jac
     n = X.shape[1]
     observe = _compiled.observe_rows_parallel if parallel else _compiled.observe_rows
+    store_observe = (_compiled.store_observe_rows_parallel if parallel
+                     else _compiled.store_observe_rows)
     step = batch.step(parallel)
     active = np.empty(0, dtype=np.int64) if active_only else None
     schedule = batch.lr if callable(batch.lr) else None
@@ -318,9 +320,10 @@ def _run_compiled(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.nda
                            dtype=np.float64)
         try:
             code, nit = _compiled.run_batch(
-                fun, jac, observe, step, active, args, X, G, F, lrs, batch.row_lrs, nit,
-                batch.state, batch.best, batch.bounds, batch.hypers, batch.hyper_of,
-                batch.running, batch.scalars, batch.settings, batch.status, batch.nits)
+                fun, jac, observe, store_observe, step, active, args, X, G, F, lrs,
+                batch.row_lrs, nit, batch.state, batch.best, batch.bounds, batch.hypers,
+                batch.hyper_of, batch.running, batch.scalars, batch.settings, batch.status,
+                batch.nits)
         except NumbaError as exc:  # raised while compiling, before any step
             if strict:
                 raise TypeError(f"compiled=True, but the loop does not compile for this fun, "

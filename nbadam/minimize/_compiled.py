@@ -31,7 +31,8 @@ when the problems share the scalars: computed once, the kernel run over
 each span of consecutive problems; or ``Loops.step_rows``, the rule's
 ``update`` row by row), then :func:`project_rows`.  Row ``k`` thus follows
 exactly the steps :func:`nbadam.minimize` takes on problem ``k`` alone.
-:func:`run_batch` is the compiled loop of the batch; :func:`decide_rows`
+:func:`run_batch` is the compiled loop of the batch (which stores what
+``fun`` returned and observes it in one pass, :func:`store_observe_rows`); :func:`decide_rows`
 and ``Loops.scalar_rows`` serve its GPU loop.
 """
 
@@ -78,6 +79,11 @@ _OPTIONS = {"cache": True, "fastmath": False, "boundscheck": False}
 #: work (125 against 27 ns per problem and step of ``observe_rows``, 1,000
 #: problems of 10 variables).
 _ROWS = {**_OPTIONS, "_nrt": False}
+#: The pieces the loops over problems call once per problem, inlined into them (in
+#: Numba's IR): called, each passes a dozen array structures, which cost more than the
+#: work on a row of 10 variables (27 against 12 ns per problem and step of ``observe``
+#: with the copy of the gradient).
+_ROW_PIECES = {**_ROWS, "inline": "always"}
 #: The parallel builds of the batch's loops: never cached (see :class:`Loops`).
 _PARALLEL = {**_OPTIONS, "cache": False, "parallel": True}
 #: How the rules' scalar functions and their pieces are compiled (no cache of their
@@ -174,8 +180,7 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     if improved:
         scalars[BEST_F] = f
     window = settings[FTOL_WINDOW]
-    history = scalars[HISTORY:]
-    history[slot] = f
+    scalars[HISTORY + slot] = f  # the ring scalars[HISTORY:], viewed only when tested
     if stop:
         return CALLBACK_STOP, improved
     if not finite:
@@ -183,7 +188,7 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     if gnorm <= scalars[GTOL] and scalars[GTOL] > 0.0:
         return CONVERGED_GTOL, improved
     ftol = scalars[FTOL]
-    if nit >= window and ftol > 0.0 and _settled(history, ftol, scalars[BEST_F]):
+    if nit >= window and ftol > 0.0 and _settled(scalars[HISTORY:], ftol, scalars[BEST_F]):
         return CONVERGED_FTOL, improved
     if nit >= settings[MAXITER]:
         return MAXITER_REACHED, improved
@@ -552,9 +557,9 @@ def run(fun, jac, update, args, x, g, work, max_norm, f, lrs, nit, state, best, 
 # -- minimize_batch ------------------------------------------------------------------------
 def _for_rows(func: Any, **pieces: Any) -> Any:
     """Piece ``func`` of the loop above built again for the loops over problems
-    (:data:`_ROWS`): the same source, so the same bits."""
-    return numba.njit(**_ROWS)(specialized(func.py_func, f"{func.__name__}_for_rows",
-                                           **pieces))
+    (:data:`_ROW_PIECES`): the same source, so the same bits."""
+    return numba.njit(**_ROW_PIECES)(specialized(func.py_func, f"{func.__name__}_for_rows",
+                                                 **pieces))
 
 
 _row_copy = _for_rows(_copy)
@@ -583,6 +588,62 @@ def observe_rows(X, G, F, rows, nit, stop, best, scalars, settings, status, nits
             count += 1
         else:
             nits[k] = nit
+    return count
+
+
+@numba.njit(**_ROW_PIECES)
+def _row_store_observe_at(x, g, grad, f, nit, slot, best, scalars, settings):
+    """``g[:] = grad``, then :func:`observe_at` on ``x``, ``g`` and ``f``: one pass over the
+    gradient for the copy and its norm (the norm of :func:`inf_norm`, of the stored values)."""
+    norm = 0.0
+    nan = False
+    for i in range(g.size):
+        g[i] = grad[i]
+        a = abs(g[i])
+        norm = a if a > norm else norm
+        nan |= a != a
+    status, improved = _row_decide_at(f, math.nan if nan else norm, nit, slot, False,
+                                      scalars, settings)
+    if improved and settings[RETURN_BEST] != 0:
+        _row_copy(best[0], x)
+        _row_copy(best[1], g)
+    return status
+
+
+@numba.njit(**_ROWS)
+def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, scalars, settings,
+                       status, nits):
+    """:func:`_store_rows`, then :func:`observe_rows` (without a callback's stop), in one
+    pass over the problems of ``rows``; returns how many continue."""
+    count = 0
+    slot = ring_slot(nit, settings[0]) if rows.size else 0
+    for j in range(rows.size):
+        k = rows[j]
+        source = j if compact else k
+        f = float(values[source])
+        F[k] = f
+        code = _row_store_observe_at(X[k], G[k], grads[source], f, nit, slot, best[k],
+                                     scalars[k], settings[k])
+        status[k] = code
+        if code == CONTINUE:
+            count += 1
+        else:
+            nits[k] = nit
+    return count
+
+
+@numba.njit(**_PARALLEL)
+def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best, scalars,
+                                settings, status, nits):
+    """:func:`store_observe_rows`, one chunk of problems per thread."""
+    chunks, size = _chunking(rows.size)
+    count = 0
+    for i in numba.prange(chunks):
+        start, stop = i * size, min((i + 1) * size, rows.size)
+        count += store_observe_rows(X, G, F, values[start:stop] if compact else values,
+                                    grads[start:stop] if compact else grads,
+                                    rows[start:stop], compact, nit, best, scalars, settings,
+                                    status, nits)
     return count
 
 
@@ -679,8 +740,8 @@ def _evaluate_rows_typed(fun, jac, X, rows, active, args):
 
 
 @numba.njit(cache=False, fastmath=False, boundscheck=False)
-def run_batch(fun, jac, observe, step, active, args, X, G, F, lrs, row_lrs, nit, state, best,
-              bounds, hypers, hyper_of, running, scalars, settings, status, nits):
+def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs, row_lrs, nit,
+              state, best, bounds, hypers, hyper_of, running, scalars, settings, status, nits):
     """The loop of :func:`nbadam.minimize_batch` in nopython mode, over one chunk of ``lrs``.
 
     ``fun(X, *args)`` returns the K values, or ``(values, gradients)`` when
@@ -688,7 +749,10 @@ def run_batch(fun, jac, observe, step, active, args, X, G, F, lrs, row_lrs, nit,
     gradients.  With ``active`` an (empty) int64 array rather than None,
     they are called as ``fun(X[rows], rows, *args)``, ``rows`` the problems
     still running.  ``observe`` is :data:`observe_rows` (or its parallel
-    build), ``step`` one of the rule's batch steps (:class:`Loops`).  On
+    build), for the points on entry; ``store_observe``
+    :data:`store_observe_rows` (or its parallel build), which stores each
+    point ``fun`` evaluated and records it in one pass; ``step`` one of the
+    rule's batch steps (:class:`Loops`).  On
     entry ``F`` and ``G`` hold the values and gradients at ``X`` of the
     problems whose ``status`` is ``CONTINUE``, not yet recorded.  ``lrs[k]``
     is the learning rate of step ``nit + k + 1``, unless ``row_lrs`` holds
@@ -707,11 +771,11 @@ def run_batch(fun, jac, observe, step, active, args, X, G, F, lrs, row_lrs, nit,
     lr_now = row_lrs if row_lrs.size else np.zeros(1)
     compact = active is not None
     rows = running_rows(status)
+    if lrs.size == 0 and nit < maxiter:
+        return NEED_LR, nit
+    count = observe(X, G, F, rows, nit, False, best, scalars, settings, status, nits)
     k = 0
     while True:
-        if k == lrs.size and nit < maxiter:
-            return NEED_LR, nit
-        count = observe(X, G, F, rows, nit, False, best, scalars, settings, status, nits)
         if count == 0:
             return ALL_STOPPED, nit
         if not row_lrs.size:
@@ -729,7 +793,13 @@ def run_batch(fun, jac, observe, step, active, args, X, G, F, lrs, row_lrs, nit,
             return WRONG_FUN, nit
         if grads.shape[0] != expected or grads.shape[1] != X.shape[1]:
             return WRONG_JAC, nit
-        _store_rows(F, G, values, grads, rows, compact)
+        if k == lrs.size and nit < maxiter:
+            # The chunk is used up: the points are evaluated, recorded on the next call.
+            _store_rows(F, G, values, grads, rows, compact)
+            return NEED_LR, nit
+        # The values and gradients stored and the points recorded, in one pass.
+        count = store_observe(X, G, F, values, grads, rows, compact, nit, best, scalars,
+                              settings, status, nits)
 
 
 @numba.njit(**_ROWS)
