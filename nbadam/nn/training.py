@@ -863,10 +863,13 @@ def _load_checkpoint(path: str | os.PathLike, model: MLP, opt: Optimizer, run: d
                               for key in changed)
             raise refuse(f"the optimizer settings differ ({pairs})")
         vector = ((model.params.size,), model.dtype)
+        sharded = isinstance(opt, distributed.ShardedOptimizer)
         specs = {"params": vector,
                  **{f"history.{key}": ((epochs_done,), np.float64) for key in keys},
-                 # Compact state (state_precision) keeps codes of its own dtype.
-                 **{f"optimizer.{name}": (array.shape, array.dtype)
+                 # Compact state (state_precision) keeps codes and block scales of
+                 # its own shapes and dtypes; a sharded optimizer's file holds the
+                 # whole (gathered) vector of each of its float arrays.
+                 **{f"optimizer.{name}": (vector[0] if sharded else array.shape, array.dtype)
                     for name, array in opt.state.items()}}
         if tracker is not None:
             saved_early = field(meta, "early_stopping", dict)
