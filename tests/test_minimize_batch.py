@@ -20,7 +20,7 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 import nbadam
 from nbadam import _config, rules, schedules
-from nbadam.minimize import minimize, minimize_batch
+from nbadam.minimize import _status, minimize, minimize_batch
 
 batch_module = importlib.import_module("nbadam.minimize._batch")
 
@@ -356,6 +356,33 @@ def test_compiled_loop_matches_python_loop(case, monkeypatch):
                         for c in (True, False))
     assert_same(compiled, python)
     assert len(set(compiled.nit.tolist())) > 1
+
+
+@numba.njit(cache=True)
+def nb_fg_nan_gradient(X, C, S):
+    # Problem 1's value keeps falling past x[0] = 0.6, where its gradient turns NaN: the
+    # point is finite and lower, yet not the best (minimize's rule), so the compiled loop's
+    # early copy of it must not replace the best.
+    values, grads = nb_f(X, C, S), nb_g(X, C, S)
+    if X[1, 0] > 0.6:
+        grads[1, 2] = np.nan
+    return values, grads
+
+
+@pytest.mark.parametrize("lr", [0.2, 3.0])  # 3.0 overshoots: the best stays behind for a while
+def test_compiled_loop_keeps_each_best_point(lr, monkeypatch):
+    monkeypatch.setattr(batch_module, "LR_CHUNK", 4)  # best points held across chunks
+    options = {"lr": lr, "maxiter": 30, "gtol": 0, "ftol": 0}
+    x0 = np.linspace(-0.5, 0.5, K * N).reshape(K, N)
+    compiled, python = (minimize_batch(nb_fg_nan_gradient, x0, args=(CENTERS, SCALES),
+                                       jac=True, options={**options, "compiled": c})
+                        for c in (True, False))
+    assert_same(compiled, python)
+    last = minimize_batch(nb_fg_nan_gradient, x0, args=(CENTERS, SCALES), jac=True,
+                          options={**options, "return_best": False})
+    assert compiled.status[1] == last.status[1] == _status.NONFINITE
+    assert np.isfinite(compiled.jac[1]).all() and np.isnan(last.jac[1]).any()
+    assert (compiled.fun != last.fun).any()
 
 
 def test_compiled_loop_reports_a_wrong_shape():

@@ -592,29 +592,53 @@ def observe_rows(X, G, F, rows, nit, stop, best, scalars, settings, status, nits
 
 
 @numba.njit(**_ROW_PIECES)
-def _row_store_observe_at(x, g, grad, f, nit, slot, best, scalars, settings):
+def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, settings):
     """``g[:] = grad``, then :func:`observe_at` on ``x``, ``g`` and ``f``: one pass over the
-    gradient for the copy and its norm (the norm of :func:`inf_norm`, of the stored values)."""
+    gradient for the copy, its norm (the norm of :func:`inf_norm`, of the stored values)
+    and, with ``return_best``, the copy of a point that may be the best.
+
+    ``best`` and ``spare`` are the problem's two slots for its best point and gradient,
+    ``held[0]`` which of them (0 or 1) holds it.  A finite value below the best so far
+    is written to the other slot in the same pass, before its gradient's norm is
+    known, and the slots change places when the point turns out the best (its gradient
+    finite); the copies cost no pass of their own.
+    """
     norm = 0.0
     nan = False
-    for i in range(g.size):
-        g[i] = grad[i]
-        a = abs(g[i])
-        norm = a if a > norm else norm
-        nan |= a != a
+    keep = settings[RETURN_BEST] != 0 and math.isfinite(f) and f < scalars[BEST_F]
+    if keep:
+        into = spare if held[0] == 0 else best
+        for i in range(g.size):
+            value = grad[i]
+            g[i] = value
+            into[0, i] = x[i]
+            into[1, i] = value
+            a = abs(value)
+            norm = a if a > norm else norm
+            nan |= a != a
+    else:
+        for i in range(g.size):
+            g[i] = grad[i]
+            a = abs(g[i])
+            norm = a if a > norm else norm
+            nan |= a != a
     status, improved = _row_decide_at(f, math.nan if nan else norm, nit, slot, False,
                                       scalars, settings)
-    if improved and settings[RETURN_BEST] != 0:
-        _row_copy(best[0], x)
-        _row_copy(best[1], g)
+    if improved:  # implies keep: the other slot holds the new best
+        held[0] = 1 - held[0]
     return status
 
 
 @numba.njit(**_ROWS)
-def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, scalars, settings,
-                       status, nits):
+def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, spare, held,
+                       scalars, settings, status, nits):
     """:func:`_store_rows`, then :func:`observe_rows` (without a callback's stop), in one
-    pass over the problems of ``rows``; returns how many continue."""
+    pass over the problems of ``rows``; returns how many continue.
+
+    With ``return_best``, problem ``k``'s best point and gradient are in
+    ``spare[k]`` rather than ``best[k]`` where ``held[k]`` is 1
+    (:func:`_row_store_observe_at`; :func:`settle_best` puts them back).
+    """
     count = 0
     slot = ring_slot(nit, settings[0]) if rows.size else 0
     for j in range(rows.size):
@@ -623,7 +647,7 @@ def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, scalars
         f = float(values[source])
         F[k] = f
         code = _row_store_observe_at(X[k], G[k], grads[source], f, nit, slot, best[k],
-                                     scalars[k], settings[k])
+                                     spare[k], held[k:k + 1], scalars[k], settings[k])
         status[k] = code
         if code == CONTINUE:
             count += 1
@@ -632,9 +656,21 @@ def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, scalars
     return count
 
 
+@numba.njit(**_ROWS)
+def settle_best(best, spare, held):
+    """Move each best point and gradient that :func:`store_observe_rows` left in
+    ``spare`` back to ``best``."""
+    for k in range(held.size):
+        if held[k] != 0:
+            for i in range(best.shape[2]):
+                best[k, 0, i] = spare[k, 0, i]
+                best[k, 1, i] = spare[k, 1, i]
+            held[k] = 0
+
+
 @numba.njit(**_PARALLEL)
-def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best, scalars,
-                                settings, status, nits):
+def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best, spare,
+                                held, scalars, settings, status, nits):
     """:func:`store_observe_rows`, one chunk of problems per thread."""
     chunks, size = _chunking(rows.size)
     count = 0
@@ -642,8 +678,8 @@ def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best
         start, stop = i * size, min((i + 1) * size, rows.size)
         count += store_observe_rows(X, G, F, values[start:stop] if compact else values,
                                     grads[start:stop] if compact else grads,
-                                    rows[start:stop], compact, nit, best, scalars, settings,
-                                    status, nits)
+                                    rows[start:stop], compact, nit, best, spare, held,
+                                    scalars, settings, status, nits)
     return count
 
 
@@ -774,9 +810,13 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
     if lrs.size == 0 and nit < maxiter:
         return NEED_LR, nit
     count = observe(X, G, F, rows, nit, False, best, scalars, settings, status, nits)
+    # The second slot of each best point (store_observe_rows), settled before returning.
+    spare = np.empty_like(best)
+    held = np.zeros(X.shape[0], np.uint8)
     k = 0
     while True:
         if count == 0:
+            settle_best(best, spare, held)
             return ALL_STOPPED, nit
         if not row_lrs.size:
             lr_now[0] = lrs[k]
@@ -790,16 +830,19 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
         values, grads = _evaluate_rows(fun, jac, X, rows, active, args)
         expected = rows.size if compact else X.shape[0]
         if values.ndim != 1 or values.size != expected:
+            settle_best(best, spare, held)
             return WRONG_FUN, nit
         if grads.shape[0] != expected or grads.shape[1] != X.shape[1]:
+            settle_best(best, spare, held)
             return WRONG_JAC, nit
         if k == lrs.size and nit < maxiter:
             # The chunk is used up: the points are evaluated, recorded on the next call.
             _store_rows(F, G, values, grads, rows, compact)
+            settle_best(best, spare, held)
             return NEED_LR, nit
         # The values and gradients stored and the points recorded, in one pass.
-        count = store_observe(X, G, F, values, grads, rows, compact, nit, best, scalars,
-                              settings, status, nits)
+        count = store_observe(X, G, F, values, grads, rows, compact, nit, best, spare, held,
+                              scalars, settings, status, nits)
 
 
 @numba.njit(**_ROWS)
