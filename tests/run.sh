@@ -34,5 +34,7 @@ if [ "$sim_status" -ne 0 ]; then
     echo "the CUDA simulator tests failed (exit status $sim_status)" >&2
     exit "$sim_status"
 fi
-echo "== pytest: everything (docstring examples and the docs build included)"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests --doctest-modules nbadam
+echo "== pytest: everything (docstring examples and the docs build included), two workers"
+# Most of the suite's time is Numba compiling (one thread each), so two workers halve it.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" tests \
+    --doctest-modules nbadam
