@@ -9,6 +9,10 @@ elsewhere), for every rule that supports it, serial and parallel, and on
 hypothesis-drawn extreme values (zeros, subnormals, huge and non-finite).
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -482,3 +486,28 @@ def test_command_line_takes_8bit_state(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
+
+
+_CACHED_STEP = """
+import os
+import subprocess
+import sys
+
+import numpy as np
+import nbadam
+from nbadam._kernels import blockwise
+opt = nbadam.Adam(np.zeros(1000, np.float32), lr=1e-3, state_precision="8bit")
+opt.step(np.ones(1000, np.float32))
+stats = blockwise.kernels(opt._update, opt._compact[1]).serial.stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_kernels_are_cached_on_disk_between_processes(tmp_path):
+    # Generated from source, they compile as if defined in blockwise.py, whose stamp and
+    # the digest in their names key the cache.
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", _CACHED_STEP], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()[-2:]
+            for _ in range(2)]
+    assert runs == [["0", "1"], ["1", "0"]]  # (hits, misses): compiled, then loaded

@@ -423,7 +423,10 @@ def _loop_function(name: str, source: str, **globals_: Any) -> Callable:
                  "ZERO": _ZERO, "BIG": _BIG, "TOP_signed": _TOP["signed"], "TOP_root": _TOP["root"],
                  "magnitude_bits": _magnitude_bits_cpu, "float_of": _float_of,
                  "signed_code": _signed_code_cpu, "root_code": _root_code_cpu, **globals_}
-    exec(compile(source, f"<{name}>", "exec"), namespace)
+    # Compiled as if from this file, so that Numba's disk cache (keyed on the defining file,
+    # its stamp and the function's name, which carries the digest of what the source is made
+    # of) keeps the kernel between processes.
+    exec(compile(source, __file__, "exec"), namespace)
     func = namespace[name]
     func.__module__ = __name__
     return func
@@ -435,10 +438,10 @@ class _Generated:
     def __new__(cls, name: str, source: str, **globals_: Any) -> _Pair:
         pair = _Pair.__new__(_Pair)
         pair.name = name
-        pair.serial = numba.njit(parallel=False, **{**_OPTIONS, "cache": False})(
+        pair.serial = numba.njit(parallel=False, **_OPTIONS)(
             _loop_function(f"{name}_serial", source.replace(f"def {name}(",
                                                               f"def {name}_serial("), **globals_))
-        pair.parallel = numba.njit(parallel=True, **{**_OPTIONS, "cache": False})(
+        pair.parallel = numba.njit(parallel=True, **_OPTIONS)(
             _loop_function(f"{name}_parallel", source.replace(f"def {name}(",
                                                                 f"def {name}_parallel("),
                            **globals_))
@@ -453,7 +456,7 @@ def _build(update: Any, flags: tuple[bool, ...], averaged: bool) -> _Pair:
                              _INLINE, "cpu", {})
     tag = "".join("r" if found.get(j) == "root" else "s" if j in found else "f"
                   for j in range(len(flags)))
-    name = f"{update.name}_8bit_{tag}{'_averaged' if averaged else ''}"
+    name = f"{update.name}_8bit_{tag}{'_averaged' if averaged else ''}_{digest(update)}"
     source = _loop_source(name, len(flags), found, averaged)
     extra = {"average": compile_family(ema_element, _INLINE, "cpu", _PIECES)} if averaged else {}
     return _Generated(name, source, element=element, **extra)
