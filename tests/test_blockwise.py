@@ -382,8 +382,25 @@ def test_a_bad_8bit_snapshot_changes_nothing():
     del snapshot["state"]["exp_avg_sq_absmax"]
     with pytest.raises(ValueError, match="expected"):
         opt.load_state_dict(snapshot)
+    for name in ("exp_avg_absmax", "exp_avg_sq_absmax"):  # a negative scale flips or
+        snapshot = opt.state_dict()                       # hides a block's values
+        snapshot["state"][name][1] = -1.0
+        with pytest.raises(ValueError, match=rf"{name}\[1\] = -1.0"):
+            opt.load_state_dict(snapshot)
     for key, array in opt.state.items():
         np.testing.assert_array_equal(array, before[key])
+
+
+def test_a_file_of_other_groups_is_refused_for_its_groups(tmp_path):
+    # The scales' shapes follow the groups: the groups are what the message names.
+    saved = nbadam.Adam(np.zeros(600, np.float32), state_precision="8bit",
+                        groups=[{"params": slice(0, 300)}, {"params": slice(300, 600)}])
+    saved.step(np.ones(600, np.float32))
+    saved.save(tmp_path / "opt.npz")
+    other = nbadam.Adam(np.zeros(600, np.float32), state_precision="8bit",
+                        groups=[{"params": slice(0, 100)}, {"params": slice(100, 600)}])
+    with pytest.raises(ValueError, match=r"has groups \[\[0, 300\], \[300, 600\]\]"):
+        other.load(tmp_path / "opt.npz")
 
 
 def test_roots_must_be_compact_arrays():

@@ -385,6 +385,27 @@ def test_compiled_loop_keeps_each_best_point(lr, monkeypatch):
     assert (compiled.fun != last.fun).any()
 
 
+@numba.njit(cache=True)
+def nb_fg_wide_gradient(X):
+    # float64 gradients for float32 problems: 0.7 rounds below itself, 1e39 to infinity.
+    values, grads = np.empty(X.shape[0]), np.empty(X.shape)
+    for k in range(X.shape[0]):
+        values[k] = -float(k + 1) * X[k, 0]  # falls each step: every point is the best
+        grads[k, 0] = (0.7, 1e39)[k] if X[k, 0] > 0 else -1.0
+    return values, grads
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_compiled_loop_tests_the_gradient_in_the_iterate_dtype():
+    options = {"lr": 0.1, "maxiter": 5, "gtol": 0.69999999, "return_best": True}
+    compiled, python = (minimize_batch(nb_fg_wide_gradient, np.zeros((2, 1), np.float32),
+                                       jac=True, options={**options, "compiled": c})
+                        for c in (True, False))
+    assert_same(compiled, python)
+    assert compiled.status.tolist() == [_status.CONVERGED_GTOL, _status.NONFINITE]
+    assert compiled.nit.tolist() == [1, 1]
+
+
 def test_compiled_loop_reports_a_wrong_shape():
     for shrink, message in ((1, "one value per problem; at iteration [1-9]"),
                             (2, r"one gradient per problem, shape \(rows, 3\); at iteration")):

@@ -477,6 +477,9 @@ def averaged_kernels(update: Any, flags: tuple[bool, ...]) -> _Pair:
 
 
 def digest(update: Any) -> str:
-    """A digest of everything the 8-bit kernels of ``update`` are made of."""
-    return source_digest(update.element, _signed_load, _root_load, _signed_code, _root_code,
-                         _loop_source, _Rewrite.visit_Assign, _Rewrite.visit_Subscript)
+    """A digest of everything the 8-bit kernels of ``update`` are made of that lies outside
+    this file (whose own changes the disk cache sees in its stamp): the rule's code, the
+    average and the bit casts of :mod:`.compact`; the rest of the codec too."""
+    return source_digest(update.element, ema_element, _bits_of._defn, _float_of._defn,
+                         _signed_load, _root_load, _signed_code, _root_code, _loop_source,
+                         _Rewrite.visit_Assign, _Rewrite.visit_Subscript)

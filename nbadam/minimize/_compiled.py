@@ -609,11 +609,10 @@ def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, 
     if keep:
         into = spare if held[0] == 0 else best
         for i in range(g.size):
-            value = grad[i]
-            g[i] = value
+            g[i] = grad[i]  # in the iterate's dtype from here on, as in the other branch
             into[0, i] = x[i]
-            into[1, i] = value
-            a = abs(value)
+            into[1, i] = g[i]
+            a = abs(g[i])
             norm = a if a > norm else norm
             nan |= a != a
     else:
@@ -624,7 +623,7 @@ def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, 
             nan |= a != a
     status, improved = _row_decide_at(f, math.nan if nan else norm, nit, slot, False,
                                       scalars, settings)
-    if improved:  # implies keep: the other slot holds the new best
+    if improved and keep:  # the other slot holds the new best
         held[0] = 1 - held[0]
     return status
 

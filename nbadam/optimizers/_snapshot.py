@@ -36,6 +36,8 @@ def array_specs(opt: Optimizer, meta: dict[str, Any]) -> dict[str, tuple]:
     """``name -> (shape, dtype)`` of the arrays of a snapshot of ``opt`` described by ``meta``
     (its precision may differ from ``opt``'s: the arrays are then converted on loading)."""
     precision = _snapshot_precision(meta)
+    if precision == "8bit":   # the blocks, and so the scales' shapes, follow the groups
+        _checked_groups(opt, meta.get("groups"))
     specs = _compact.array_specs(opt._update, precision, opt._size, opt._dtype, opt._spans)
     if opt._ema is not None:
         specs[_EMA] = ((opt._size,), opt._dtype)
@@ -235,6 +237,13 @@ def _checked_state(arrays: Any, opt: Optimizer, precision: str = "float32",
                              f"expected {shown} {dtype}"
                              + (f" (state_precision {precision!r})" if key in compact else ""))
         checked[key] = array
+    for key in checked:
+        scales = checked[key]
+        if key.endswith(_compact.ABSMAX) and key in compact and np.any(scales < 0):
+            index = int(np.flatnonzero(scales < 0)[0])
+            raise ValueError(f"state_dict array {key!r} holds the blocks' largest magnitudes, "
+                             f"which are >= 0 (NaN in a block a non-finite value reached), "
+                             f"but {key}[{index}] = {scales[index]}")
     stored = {name: checked[name] for name in _compact.stored_names(update, precision)}
     values = _compact.to_values(update, precision, stored, opt._spans)
     for key in update.nonnegative:
