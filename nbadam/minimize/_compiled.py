@@ -609,10 +609,11 @@ def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, 
     if keep:
         into = spare if held[0] == 0 else best
         for i in range(g.size):
-            g[i] = grad[i]  # in the iterate's dtype from here on, as in the other branch
+            g[i] = grad[i]
+            value = g[i]  # in the iterate's dtype, as in the other branch
             into[0, i] = x[i]
-            into[1, i] = g[i]
-            a = abs(g[i])
+            into[1, i] = value
+            a = abs(value)
             norm = a if a > norm else norm
             nan |= a != a
     else:
