@@ -592,7 +592,8 @@ def observe_rows(X, G, F, rows, nit, stop, best, scalars, settings, status, nits
 
 
 @numba.njit(**_ROW_PIECES)
-def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, settings):
+def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, settings,
+                          copy):
     """``g[:] = grad``, then :func:`observe_at` on ``x``, ``g`` and ``f``: one pass over the
     gradient for the copy, its norm (the norm of :func:`inf_norm`, of the stored values)
     and, with ``return_best``, the copy of a point that may be the best.
@@ -602,42 +603,56 @@ def _row_store_observe_at(x, g, grad, f, nit, slot, best, spare, held, scalars, 
     is written to the other slot in the same pass, before its gradient's norm is
     known, and the slots change places when the point turns out the best (its gradient
     finite); the copies cost no pass of their own.
+
+    With ``copy`` False, ``grad`` (of the iterate's dtype) is the gradient the step
+    reads, and ``g`` receives it only when the problem stops.
     """
     norm = 0.0
     nan = False
     keep = settings[RETURN_BEST] != 0 and math.isfinite(f) and f < scalars[BEST_F]
     if keep:
         into = spare if held[0] == 0 else best
-        for i in range(g.size):
-            g[i] = grad[i]
-            value = g[i]  # in the iterate's dtype, as in the other branch
+        for i in range(grad.size):
+            if copy:
+                g[i] = grad[i]
+                value = g[i]  # in the iterate's dtype, as in the other branch
+            else:
+                value = grad[i]
             into[0, i] = x[i]
             into[1, i] = value
             a = abs(value)
             norm = a if a > norm else norm
             nan |= a != a
     else:
-        for i in range(g.size):
-            g[i] = grad[i]
-            a = abs(g[i])
+        for i in range(grad.size):
+            if copy:
+                g[i] = grad[i]
+                a = abs(g[i])
+            else:
+                a = abs(grad[i])
             norm = a if a > norm else norm
             nan |= a != a
     status, improved = _row_decide_at(f, math.nan if nan else norm, nit, slot, False,
                                       scalars, settings)
     if improved and keep:  # the other slot holds the new best
         held[0] = 1 - held[0]
+    if not copy and status != CONTINUE:
+        _row_copy(g, grad)
     return status
 
 
 @numba.njit(**_ROWS)
 def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, spare, held,
-                       scalars, settings, status, nits):
+                       scalars, settings, status, nits, copy):
     """:func:`_store_rows`, then :func:`observe_rows` (without a callback's stop), in one
     pass over the problems of ``rows``; returns how many continue.
 
     With ``return_best``, problem ``k``'s best point and gradient are in
     ``spare[k]`` rather than ``best[k]`` where ``held[k]`` is 1
-    (:func:`_row_store_observe_at`; :func:`settle_best` puts them back).
+    (:func:`_row_store_observe_at`; :func:`settle_best` puts them back).  With
+    ``copy`` False, ``grads`` are (K, n) in the iterate's dtype and the next step
+    reads them where they are: ``G[k]`` receives ``grads[k]`` only when problem
+    ``k`` stops.
     """
     count = 0
     slot = ring_slot(nit, settings[0]) if rows.size else 0
@@ -647,7 +662,7 @@ def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, spare, 
         f = float(values[source])
         F[k] = f
         code = _row_store_observe_at(X[k], G[k], grads[source], f, nit, slot, best[k],
-                                     spare[k], held[k:k + 1], scalars[k], settings[k])
+                                     spare[k], held[k:k + 1], scalars[k], settings[k], copy)
         status[k] = code
         if code == CONTINUE:
             count += 1
@@ -670,7 +685,7 @@ def settle_best(best, spare, held):
 
 @numba.njit(**_PARALLEL)
 def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best, spare,
-                                held, scalars, settings, status, nits):
+                                held, scalars, settings, status, nits, copy):
     """:func:`store_observe_rows`, one chunk of problems per thread."""
     chunks, size = _chunking(rows.size)
     count = 0
@@ -679,7 +694,7 @@ def store_observe_rows_parallel(X, G, F, values, grads, rows, compact, nit, best
         count += store_observe_rows(X, G, F, values[start:stop] if compact else values,
                                     grads[start:stop] if compact else grads,
                                     rows[start:stop], compact, nit, best, spare, held,
-                                    scalars, settings, status, nits)
+                                    scalars, settings, status, nits, copy)
     return count
 
 
@@ -775,6 +790,21 @@ def _evaluate_rows_typed(fun, jac, X, rows, active, args):
     return evaluate_active
 
 
+def _stepped_gradients(grads, G, active):
+    """``(array, copy)``: the array the next step reads its gradients from, ``grads``
+    itself when ``fun`` returned every problem's gradient in an array of ``G``'s type,
+    else ``G``, and whether :func:`store_observe_rows` must copy them there."""
+    return G, True
+
+
+@overload(_stepped_gradients, jit_options={"fastmath": False})
+def _stepped_gradients_typed(grads, G, active):
+    # Chosen at typing time: the step reads fun's own array when it can (no copy).
+    if isinstance(active, types.NoneType) and grads == G:
+        return lambda grads, G, active: (grads, False)
+    return lambda grads, G, active: (G, True)
+
+
 @numba.njit(cache=False, fastmath=False, boundscheck=False)
 def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs, row_lrs, nit,
               state, best, bounds, hypers, hyper_of, running, scalars, settings, status, nits):
@@ -813,6 +843,7 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
     # The second slot of each best point (store_observe_rows), settled before returning.
     spare = np.empty_like(best)
     held = np.zeros(X.shape[0], np.uint8)
+    stepped = G   # where the step reads the gradients: G, or fun's last array
     k = 0
     while True:
         if count == 0:
@@ -820,7 +851,7 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
             return ALL_STOPPED, nit
         if not row_lrs.size:
             lr_now[0] = lrs[k]
-        step(X, G, state, rows, status, hypers, hyper_of, running, lr_now, nit + 1)
+        step(X, stepped, state, rows, status, hypers, hyper_of, running, lr_now, nit + 1)
         if bounded:
             project_rows(X, rows, status, bounds)
         if count < rows.size:
@@ -840,9 +871,12 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
             _store_rows(F, G, values, grads, rows, compact)
             settle_best(best, spare, held)
             return NEED_LR, nit
-        # The values and gradients stored and the points recorded, in one pass.
+        # The values stored and the points recorded, in one pass; the gradients stored
+        # too, unless the next step can read them in fun's array (then only a stopped
+        # problem's gradient is stored, and ALL_STOPPED leaves none to store).
+        stepped, copy = _stepped_gradients(grads, G, active)
         count = store_observe(X, G, F, values, grads, rows, compact, nit, best, spare, held,
-                              scalars, settings, status, nits)
+                              scalars, settings, status, nits, copy)
 
 
 @numba.njit(**_ROWS)
