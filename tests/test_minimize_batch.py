@@ -395,6 +395,34 @@ def nb_fg_wide_gradient(X):
     return values, grads
 
 
+@numba.njit(cache=True)
+def nb_fg_points_as_gradient(X, C):
+    # The gradient of sum((x - C)**2) / 2 + sum(C * x) is x itself: the array returned as
+    # the gradient is the array of the points, which the step then updates.
+    values = np.empty(X.shape[0])
+    for k in range(X.shape[0]):
+        total = 0.0
+        for i in range(X.shape[1]):
+            d = X[k, i] - C[k, i]
+            total += 0.5 * d * d + C[k, i] * X[k, i]
+        values[k] = total
+    return values, X
+
+
+@pytest.mark.parametrize("return_best", [True, False])
+def test_compiled_loop_reads_a_gradient_that_is_the_points(return_best):
+    # The compiled loop steps on fun's own gradient array when its type allows: here it
+    # is X, which the step rewrites in place.
+    options = {**OPTIONS, "return_best": return_best}
+    x0 = np.linspace(-0.5, 0.5, K * N).reshape(K, N)
+    compiled, python = (minimize_batch(nb_fg_points_as_gradient, x0, args=(CENTERS,),
+                                       jac=True, options={**options, "compiled": c})
+                        for c in (True, False))
+    assert_same(compiled, python)
+    np.testing.assert_array_equal(compiled.jac, compiled.x)
+    assert len(set(compiled.nit.tolist())) > 1
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_compiled_loop_tests_the_gradient_in_the_iterate_dtype():
     options = {"lr": 0.1, "maxiter": 5, "gtol": 0.69999999, "return_best": True}
