@@ -14,6 +14,8 @@ import numba
 import numpy as np
 import pytest
 import scipy.optimize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import Bounds, OptimizeWarning, rosen, rosen_der
 
 from benchmarks.scripts.minimize_speed import rosen_der_nb, rosen_nb
@@ -21,6 +23,7 @@ from nbadam import schedules
 from nbadam.minimize import METHODS, minimize, scipy_method, show_options
 
 minimize_module = importlib.import_module("nbadam.minimize")
+_compiled = importlib.import_module("nbadam.minimize._compiled")
 
 #: Convergence tolerances: max|x - x*| and f - f* (f*: the known minimum).
 TOL_X = 1e-6
@@ -423,6 +426,29 @@ def test_ftol_ends_a_settled_run_and_not_a_diverged_one():
     diverged = minimize(rosen, [-1.2, 1.0], jac=rosen_der, method="radam",
                         options={"lr": 0.02, "maxiter": 200})
     assert diverged.status == 1 and not diverged.success
+
+
+@given(base=st.floats(-1e6, 1e6), ftol=st.floats(1e-16, 0.49),
+       spread=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=12),
+       reach=st.floats(0.9, 1.1))
+@settings(max_examples=400, deadline=None)
+def test_a_settled_window_passes_the_two_point_test(base, ftol, spread, reach):
+    # ftol's one-test shortcut (_may_settle) must never reject a window that _settled
+    # accepts: windows spread over about their whole allowance, so some settle barely.
+    width = reach * ftol * max(abs(base), 1.0)
+    history = np.array([base + width * u for u in spread])
+    if not _compiled._settled(history, ftol, history.min()):
+        return
+    for a in history:
+        for b in history:
+            assert _compiled._may_settle(a, b, ftol)
+
+
+def test_the_two_point_test_rejects_a_spread_window():
+    assert not _compiled._may_settle(1.0, 1.1, 1e-3)
+    assert not _compiled._may_settle(-5e8, -5e8 + 3e3, 2.2e-9 * 1e3)
+    assert _compiled._may_settle(1.0, 1.0 + 1e-9, 1e-8)
+    assert _compiled._may_settle(1.0, 1e300, 0.5)  # never False for ftol >= 0.5
 
 
 def test_return_best_keeps_the_lowest_point():

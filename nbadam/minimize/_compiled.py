@@ -151,6 +151,19 @@ def _settled(history, ftol, best_f):
 
 
 @numba.njit(**_OPTIONS)
+def _may_settle(f, previous, ftol):
+    """False when the values ``f`` and ``previous`` of two points in a row show that
+    :func:`_settled` is False for any window holding both: one test in place of a
+    scan of the window, at most steps.
+
+    Two values of a settled window differ by at most ``ftol * M``, with ``M =
+    max(|low|, |high|, 1)`` and ``M <= max(1, |f| / (1 - ftol))``; a factor of 2
+    covers the rounding of both tests.  Never False for ``ftol >= 0.5``.
+    """
+    return ftol >= 0.5 or abs(f - previous) <= 2.0 * ftol * max(1.0, abs(f) / (1.0 - ftol))
+
+
+@numba.njit(**_OPTIONS)
 def decide(f, gnorm, nit, stop, scalars, settings):
     """Record value ``f`` (gradient norm ``gnorm``) of point ``nit`` and decide.
 
@@ -188,7 +201,9 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     if gnorm <= scalars[GTOL] and scalars[GTOL] > 0.0:
         return CONVERGED_GTOL, improved
     ftol = scalars[FTOL]
-    if nit >= window and ftol > 0.0 and _settled(scalars[HISTORY:], ftol, scalars[BEST_F]):
+    if (nit >= window and ftol > 0.0
+            and _may_settle(f, scalars[HISTORY + (slot - 1 if slot > 0 else window)], ftol)
+            and _settled(scalars[HISTORY:], ftol, scalars[BEST_F])):
         return CONVERGED_FTOL, improved
     if nit >= settings[MAXITER]:
         return MAXITER_REACHED, improved
@@ -564,7 +579,8 @@ def _for_rows(func: Any, **pieces: Any) -> Any:
 
 _row_copy = _for_rows(_copy)
 _row_project = _for_rows(project)
-_row_decide_at = _for_rows(decide_at, _settled=_for_rows(_settled))
+_row_decide_at = _for_rows(decide_at, _settled=_for_rows(_settled),
+                           _may_settle=_for_rows(_may_settle))
 _row_observe_at = _for_rows(observe_at, decide_at=_row_decide_at,
                             inf_norm=_for_rows(inf_norm), _copy=_row_copy)
 
