@@ -672,13 +672,15 @@ def store_observe_rows(X, G, F, values, grads, rows, compact, nit, best, spare, 
     """
     count = 0
     slot = ring_slot(nit, settings[0]) if rows.size else 0
+    one = np.uint64(1)
     for j in range(rows.size):
-        k = rows[j]
-        source = j if compact else k
+        # Unsigned indices: Numba then adds no test for a negative index to each use.
+        k = np.uint64(rows[j])
+        source = np.uint64(j) if compact else k
         f = float(values[source])
         F[k] = f
         code = _row_store_observe_at(X[k], G[k], grads[source], f, nit, slot, best[k],
-                                     spare[k], held[k:k + 1], scalars[k], settings[k], copy)
+                                     spare[k], held[k:k + one], scalars[k], settings[k], copy)
         status[k] = code
         if code == CONTINUE:
             count += 1
