@@ -7,6 +7,10 @@
   ``fun``/``jac`` (SciPy's ``rosen``/``rosen_der``), and with ``@njit`` ones
   run by the Python loop (``compiled=False``) and by the compiled loop (the
   default for Numba functions), so the last two differ only in the loop.
+* ``Batch``: ``nbadam.minimize_batch`` on 1,000 Rosenbrock starts (the
+  multi-start problem of ``scripts/minimize_batch.py``), its compiled loop
+  with ``fun`` on every row, with ``active_only``, and with ``active_only``
+  and ``parallel=True`` (one thread per share of the problems).
 
 Every run stops at ``maxiter`` (the starting points are far from a
 minimum), so the timings compare equal iteration counts.  Skipped while
@@ -116,3 +120,42 @@ class Rosenbrock:
         return float(np.median(samples))
 
     track_us_per_iteration.unit = "us"
+
+
+class Batch:
+    """minimize_batch, 1,000 Rosenbrock starts (n = 10), 200 steps, the compiled loop."""
+
+    params = (["every_row", "active_only", "active_only_threads"],)
+    param_names = ["loop"]
+    repeat = (3, 10, 2.0)
+    timeout = 300
+    steps = 200
+
+    def setup(self, loop):
+        try:
+            from nbadam import minimize_batch
+        except ImportError as exc:
+            raise NotImplementedError(f"nbadam.minimize_batch is not available: {exc}") from None
+        from .scripts import minimize_batch as script
+
+        self.minimize_batch = minimize_batch
+        objectives = script.numba_objectives()
+        self.x0 = script.rosenbrock_data()["x0"]
+        self.fun = objectives["rosenbrock" if loop == "every_row" else "rosenbrock_active"]
+        self.options = {"lr": 0.05, "maxiter": self.steps, "gtol": 0, "ftol": 0,
+                        "active_only": loop != "every_row",
+                        "parallel": True if loop == "active_only_threads" else None}
+        self.minimize_batch(self.fun, self.x0, jac=True, options={**self.options, "maxiter": 2})
+
+    def time_minimize_batch(self, loop):
+        self.minimize_batch(self.fun, self.x0, jac=True, options=self.options)
+
+    def track_ns_per_problem_step(self, loop):
+        samples = []
+        for _ in range(5):
+            start = time.perf_counter()
+            self.minimize_batch(self.fun, self.x0, jac=True, options=self.options)
+            samples.append((time.perf_counter() - start) / (self.steps * len(self.x0)) * 1e9)
+        return float(np.median(samples))
+
+    track_ns_per_problem_step.unit = "ns"

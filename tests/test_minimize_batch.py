@@ -458,6 +458,64 @@ def test_parallel_builds_match_the_serial_ones(monkeypatch):
                                options=active), serial)
 
 
+@pytest.mark.parametrize("threads", [2, 3, K])
+@pytest.mark.parametrize("case", [
+    {},
+    {"bounds": ROW_BOUNDS, "return_best": False},
+    {"bounds": SHARED_BOUNDS, "lr": schedules.exponential_decay(0.3, 0.5, 20)},
+    {"lr": np.array([0.01, 0.05, 0.1, 0.2, 0.4]), "betas": np.array(
+        [[0.9, 0.999], [0.5, 0.9], [0.8, 0.99], [0.0, 0.5], [0.9, 0.9]])},
+], ids=["plain", "row-bounds", "schedule+bounds", "per-problem"])
+def test_threads_run_shares_of_the_problems_as_the_whole_batch(monkeypatch, threads, case):
+    # parallel=True with active_only: each thread runs the compiled loop on its share of
+    # the problems, fun given their numbers in the batch (nb_active_f indexes C by them).
+    case = dict(case)
+    bounds = case.pop("bounds", None)
+    options = {**OPTIONS, "active_only": True, **case}
+    x0 = np.linspace(-0.5, 0.5, K * N).reshape(K, N)
+    args = (CENTERS, SCALES)
+    serial, python = (minimize_batch(nb_active_f, x0, args=args, jac=nb_active_g,
+                                     bounds=bounds, options={**options, "parallel": False,
+                                                             "compiled": compiled})
+                      for compiled in (True, False))
+    assert_same(serial, python)
+    calls = []
+    run = batch_module._run_compiled_threads
+    monkeypatch.setattr(batch_module, "_threads", lambda opts, K: threads)
+    monkeypatch.setattr(batch_module, "_run_compiled_threads",
+                        lambda *a, **kw: calls.append(a[-1]) or run(*a, **kw))
+    threaded = minimize_batch(nb_active_f, x0, args=args, jac=nb_active_g, bounds=bounds,
+                              options={**options, "parallel": True})
+    assert calls == [threads]
+    assert_same(threaded, serial)
+    assert len(set(serial.status.tolist())) > 1
+
+
+def test_threads_are_asked_for_only_with_active_only_and_parallel_true():
+    threads = batch_module._threads
+    assert threads({"parallel": True, "active_only": True}, K) == min(numba.get_num_threads(), K)
+    assert threads({"parallel": True, "active_only": True}, 1) == 1
+    for parallel, active_only in ((None, True), (False, True), (True, False)):
+        assert threads({"parallel": parallel, "active_only": active_only}, 10 ** 6) == 1
+
+
+@numba.njit(cache=True)
+def nb_active_fg_short(X, rows, C, S):
+    # One value too few once problem 3 has moved: raised by the thread that runs it.
+    values, grads = nb_f(X, C[rows], S[rows]), nb_g(X, C[rows], S[rows])
+    for j in range(rows.size):
+        if rows[j] == 3 and X[j, 0] > 0.2:
+            return values[1:], grads
+    return values, grads
+
+
+def test_threads_report_a_wrong_shape(monkeypatch):
+    monkeypatch.setattr(batch_module, "_threads", lambda opts, K: 2)
+    with pytest.raises(ValueError, match="one value per problem; at iteration [1-9]"):
+        minimize_batch(nb_active_fg_short, np.zeros((K, N)), args=(CENTERS, SCALES),
+                       jac=True, options={**OPTIONS, "active_only": True, "parallel": True})
+
+
 def test_compiled_true_needs_numba_functions_and_no_callback(monkeypatch):
     args = (CENTERS, SCALES)
     with pytest.raises(ValueError, match="fun is not a Numba"):

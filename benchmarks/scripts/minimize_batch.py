@@ -28,7 +28,10 @@ returns the last point rather than each problem's best (``return_best=False``,
 as JAX does), which shows what keeping the best points costs.  Two more rows show
 what the per-problem stopping rules give: ``minimize_batch`` with the default
 ``gtol``/``ftol`` (``maxiter=--steps``), ``fun`` seeing every row, or only the
-running ones (``active_only=True``).  The final loss of every peer is
+running ones (``active_only=True``).  The rows marked ``parallel=True`` (with
+``active_only``) run the compiled loop on one share of the problems per Numba
+thread (``numba.get_num_threads()``, printed under the table), each thread
+to its end without waiting for the others.  The final loss of every peer is
 computed by this script, with one NumPy formula, at the point the peer
 returns; the table gives its median over the K problems.
 
@@ -67,8 +70,10 @@ PYTHON_SPEEDUP_TARGET = 2.0
 COMPILED_SPEEDUP_TARGET = 10.0
 #: The compiled rows checked against the targets.
 COMPILED_PEERS = ("minimize_batch, compiled (@njit fun)",
+                  "minimize_batch, compiled, active_only, parallel=True",
                   "minimize_batch, compiled, per-problem stopping",
-                  "minimize_batch, compiled, per-problem stopping, active_only")
+                  "minimize_batch, compiled, per-problem stopping, active_only",
+                  "minimize_batch, compiled, per-problem stopping, active_only, parallel=True")
 
 
 # -- the data (NumPy only: the JAX worker builds the same) --------------------------------
@@ -271,6 +276,8 @@ def peers(problem: str, data: dict[str, np.ndarray], steps: int, loop_problems: 
         "minimize_batch, compiled (@njit fun)": batch(batch_numba, fixed),
         "minimize_batch, compiled, return_best=False":
             batch(batch_numba, {**fixed, "return_best": False}),
+        "minimize_batch, compiled, active_only, parallel=True":
+            batch(active, {**fixed, "active_only": True, "parallel": True}),
         "minimize_batch, Python, per-problem stopping":
             batch(batch_numpy, {**stopping, "compiled": False}),
         "minimize_batch, Python, per-problem stopping, active_only":
@@ -278,6 +285,8 @@ def peers(problem: str, data: dict[str, np.ndarray], steps: int, loop_problems: 
         "minimize_batch, compiled, per-problem stopping": batch(batch_numba, stopping),
         "minimize_batch, compiled, per-problem stopping, active_only":
             batch(active, {**stopping, "active_only": True}),
+        "minimize_batch, compiled, per-problem stopping, active_only, parallel=True":
+            batch(active, {**stopping, "active_only": True, "parallel": True}),
     }
 
 
@@ -451,8 +460,9 @@ def measure(problem: str, steps: int, rounds: int, loop_problems: int, jax: JaxP
         verdicts.append(verdict + ".")
     if jax_name not in times:
         verdicts.append(f"JAX peer skipped: {jax.reason}.")
-    lines += ["", *verdicts, "", "Compile times (not in the table): " + "; ".join(compile_notes)
-              + "."]
+    import numba
+    lines += ["", *verdicts, "", f"parallel=True: {numba.get_num_threads()} threads.",
+              "", "Compile times (not in the table): " + "; ".join(compile_notes) + "."]
     return "\n".join(lines)
 
 

@@ -304,7 +304,9 @@ def minimize_batch(fun: Callable[..., Any], x0: Any, args: Any = (), method: str
         ``parallel`` : bool or None, default None
             Run the loops over problems in parallel, one chunk of problems
             per thread: None chooses it for large batches (see Notes), True
-            or False forces the choice.
+            or False forces the choice.  With ``active_only=True`` and the
+            compiled loop, True runs each thread's share of the problems to
+            its end, ``fun`` called from every thread at once (see Notes).
         ``device`` : str, default "cpu"
             "cuda" keeps the points, the state and the gradients on the GPU
             (see Notes).
@@ -351,7 +353,15 @@ def minimize_batch(fun: Callable[..., Any], x0: Any, args: Any = (), method: str
     problems (``nbadam.minimize._batch.PARALLEL_MIN_PROBLEMS``) and 65,536
     elements run the loops over problems in parallel, which gives the same
     results; ``fun`` parallelises its own work, if it likes (a Numba
-    ``prange`` over the rows).
+    ``prange`` over the rows).  With ``parallel=True``, ``active_only=True``
+    and the compiled loop, the problems are split in one consecutive share
+    per Numba thread (``numba.get_num_threads()``), and each thread runs the
+    whole loop on its share, calling ``fun(X[rows], rows, *args)`` with the
+    running problems of that share only: the threads never wait for each
+    other, and the results are those of one thread, bit for bit.  ``fun``
+    and ``jac`` are then called from several threads at once, so they must
+    not write to anything they share (a Numba function that only reads its
+    arguments and returns new arrays is safe).
 
     **GPU.**  With ``device="cuda"``, ``fun`` and ``jac`` receive a ``(K, n)``
     device array; ``fun`` returns the K values (a host or device array) and

@@ -16,6 +16,8 @@ Two loops, as for :func:`nbadam.minimize`:
   into compiled code (observe, update, project) for all the problems;
 * the compiled loop (:func:`._compiled.run_batch`), when ``fun`` and ``jac``
   are Numba functions of the batch: the same steps with no Python per step.
+  With ``parallel=True`` and ``active_only=True``, one thread per share of
+  the problems runs it on views of their rows (:func:`_run_compiled_threads`).
 
 With ``options={"device": "cuda"}`` the batch runs on the GPU
 (:mod:`._batch_device`).
@@ -23,12 +25,15 @@ With ``options={"device": "cuda"}`` the batch runs on the GPU
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import itertools
 import math
 import operator
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 from numba.core.errors import NumbaError
 from numba.typed import List
@@ -139,9 +144,14 @@ def minimize_batch(fun: Callable[..., Any], X: np.ndarray, args: tuple, jac: Any
                and isinstance(grads, np.ndarray) and grads.ndim == 2
                else "fun does not return a 1-D array, or jac a 2-D array")
     if _choose_compiled(opts["compiled"], fun, jac, callback, returns):
-        done = _run_compiled(batch, fun, jac, args, X, G, F, opts["active_only"],
-                             _parallel(opts["parallel"], K, n),
-                             strict=opts["compiled"] is True)
+        threads = _threads(opts, K)
+        if threads > 1:
+            done = _run_compiled_threads(batch, fun, jac, args, X, G, F, threads,
+                                         strict=opts["compiled"] is True)
+        else:
+            done = _run_compiled(batch, fun, jac, args, X, G, F, opts["active_only"],
+                                 _parallel(opts["parallel"], K, n),
+                                 strict=opts["compiled"] is True)
     if not done:
         _run_python(batch, evaluate, _wrap_batch_callback(callback), X, G, F,
                     opts["active_only"], _parallel(opts["parallel"], K, n))
@@ -228,6 +238,21 @@ class _Batch:
                    nits=np.zeros(K, dtype=np.int64), lr=opts["lr"], row_lrs=row_lrs,
                    maxiter=opts["maxiter"], return_best=opts["return_best"])
 
+    def share(self, start: int, stop: int, n: int) -> _Batch:
+        """Problems ``start`` to ``stop`` (of ``n`` variables) as a batch of their own, on
+        views of their rows: what one thread of the threaded loop runs."""
+        K = self.status.size
+
+        def rows_of(array: np.ndarray) -> np.ndarray:  # per problem, or one row for all
+            return array[start:stop] if array.shape[0] == K else array
+        return dataclasses.replace(
+            self, hyper_of=self.hyper_of[start:stop],
+            state=tuple(array[start * n:stop * n] for array in self.state),
+            running=rows_of(self.running), best=self.best[start:stop],
+            bounds=rows_of(self.bounds), scalars=self.scalars[start:stop],
+            settings=self.settings[start:stop], status=self.status[start:stop],
+            nits=self.nits[start:stop], row_lrs=rows_of(self.row_lrs))
+
     def rows(self) -> np.ndarray:
         """The problems still running."""
         return _compiled.running_rows(self.status)
@@ -298,15 +323,21 @@ def _run_python(batch: _Batch, evaluate: Callable, callback: Callable | None, X:
 
 def _run_compiled(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.ndarray,
                   G: np.ndarray, F: np.ndarray, active_only: bool, parallel: bool,
-                  strict: bool) -> bool:
-    """The compiled loop, chunk by chunk of learning rates; False if it does not compile."""
+                  strict: bool, offset: int | None = None) -> bool:
+    """The compiled loop, chunk by chunk of learning rates; False if it does not compile.
+
+    With ``offset``, the arrays are the rows of a share of the problems, the first
+    of them problem ``offset`` of the batch (``active_only``: ``fun`` is given the
+    problems' numbers in the batch).
+    """
     jac = None if jac is True else jac
     n = X.shape[1]
     observe = _compiled.observe_rows_parallel if parallel else _compiled.observe_rows
     store_observe = (_compiled.store_observe_rows_parallel if parallel
                      else _compiled.store_observe_rows)
     step = batch.step(parallel)
-    active = np.empty(0, dtype=np.int64) if active_only else None
+    active = (None if not active_only else np.empty(0, dtype=np.int64) if offset is None
+              else np.full(1, offset, dtype=np.int64))
     schedule = batch.lr if callable(batch.lr) else None
     nit = 0
     while True:
@@ -337,6 +368,41 @@ def _run_compiled(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.nda
                              f"at iteration {nit} it returned another shape")
         if code == _status.ALL_STOPPED:
             return True
+
+
+def _threads(opts: dict[str, Any], K: int) -> int:
+    """How many threads run the compiled loop, each on its share of the problems: with
+    ``parallel=True`` and ``active_only=True`` (``fun`` then sees the rows of one
+    share at a time, from several threads at once), one per Numba thread; else 1."""
+    if opts["parallel"] is True and opts["active_only"]:
+        return max(min(numba.get_num_threads(), K), 1)
+    return 1
+
+
+def _run_compiled_threads(batch: _Batch, fun: Callable, jac: Any, args: tuple, X: np.ndarray,
+                          G: np.ndarray, F: np.ndarray, threads: int, strict: bool) -> bool:
+    """:func:`_run_compiled` (``active_only``), with the problems split in ``threads``
+    consecutive shares, each run to its end by a thread of its own.
+
+    The problems are independent and the loop holds no GIL, so the threads never
+    wait for each other: each takes its problems' steps as the whole batch would.
+    False if the loop does not compile (then no thread took a step).
+    """
+    K, n = X.shape
+    edges = np.linspace(0, K, threads + 1).round().astype(np.int64).tolist()
+
+    def run(start: int, stop: int) -> bool:
+        return _run_compiled(batch.share(start, stop, n), fun, jac, args, X[start:stop],
+                             G[start:stop], F[start:stop], True, False, strict, offset=start)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(run, start, stop)
+                   for start, stop in itertools.pairwise(edges) if stop > start]
+        done = [future.result() for future in futures]
+    # The loop compiles for the types of the arrays, which every share has alike.
+    if any(done) and not all(done):
+        raise RuntimeError("the compiled loop compiled for some shares of the problems "
+                           "and not for others")
+    return all(done)
 
 
 def _result(batch: _Batch, X: np.ndarray, F: np.ndarray, G: np.ndarray,

@@ -788,10 +788,11 @@ def _gather(X, rows):
 
 
 def _evaluate_rows(fun, jac, X, rows, active, args):
-    """``(values, gradients)`` of every problem, or (``active`` not None) of ``rows`` only."""
+    """``(values, gradients)`` of every problem, or (``active`` not None) of ``rows`` only
+    (numbered from ``active[0]`` when ``active`` is not empty)."""
     if active is None:
         return _evaluate(fun, jac, X, args)
-    return _evaluate(fun, jac, X[rows], (rows, *args))
+    return _evaluate(fun, jac, X[rows], (rows + (active[0] if active.size else 0), *args))
 
 
 @overload(_evaluate_rows, jit_options={"fastmath": False})
@@ -804,8 +805,20 @@ def _evaluate_rows_typed(fun, jac, X, rows, active, args):
         return evaluate_all
 
     def evaluate_active(fun, jac, X, rows, active, args):
-        return _evaluate(fun, jac, _gather(X, rows), (rows,) + args)
+        # While every problem runs, X[rows] is X: fun reads the iterate itself, as
+        # without active_only (rows are in order, so all K are 0 .. K - 1).
+        points = X if rows.size == X.shape[0] else _gather(X, rows)
+        return _evaluate(fun, jac, points, (_numbered(rows, active),) + args)
     return evaluate_active
+
+
+@numba.njit(**_OPTIONS)
+def _numbered(rows, active):
+    """The problems' numbers in the whole batch: ``rows``, plus ``active[0]`` when
+    ``active`` holds the offset of a share of the problems (:func:`run_batch`)."""
+    if active.size == 0:
+        return rows
+    return rows + active[0]
 
 
 def _stepped_gradients(grads, G, active):
@@ -823,7 +836,7 @@ def _stepped_gradients_typed(grads, G, active):
     return lambda grads, G, active: (G, True)
 
 
-@numba.njit(cache=False, fastmath=False, boundscheck=False)
+@numba.njit(cache=False, fastmath=False, boundscheck=False, nogil=True)
 def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs, row_lrs, nit,
               state, best, bounds, hypers, hyper_of, running, scalars, settings, status, nits):
     """The loop of :func:`nbadam.minimize_batch` in nopython mode, over one chunk of ``lrs``.
@@ -832,7 +845,10 @@ def run_batch(fun, jac, observe, store_observe, step, active, args, X, G, F, lrs
     ``jac`` is None; otherwise ``jac(X, *args)`` returns the (K, n)
     gradients.  With ``active`` an (empty) int64 array rather than None,
     they are called as ``fun(X[rows], rows, *args)``, ``rows`` the problems
-    still running.  ``observe`` is :data:`observe_rows` (or its parallel
+    still running (numbered from ``active[0]`` when ``active`` is not empty:
+    the loop then runs one share of the batch's problems, on views of its
+    rows).  It holds no GIL, so threads can each run the loop on a share
+    of the problems.  ``observe`` is :data:`observe_rows` (or its parallel
     build), for the points on entry; ``store_observe``
     :data:`store_observe_rows` (or its parallel build), which stores each
     point ``fun`` evaluated and records it in one pass; ``step`` one of the
