@@ -66,7 +66,7 @@ from ._status import (
 
 # Slots of ``scalars`` (float64), then from HISTORY on the ring of the last
 # ``FTOL_WINDOW + 1`` values of f.
-GTOL, FTOL, BEST_F, GNORM, HISTORY = range(5)
+GTOL, FTOL, BEST_F, HISTORY = range(4)
 # Slots of ``settings`` (int64).
 MAXITER, FTOL_WINDOW, RETURN_BEST, BOUNDED = range(4)
 SETTINGS_SIZE = 4
@@ -187,7 +187,6 @@ def decide_at(f, gnorm, nit, slot, stop, scalars, settings):
     The stopping rules, written once.  A batch computes the slot once per
     step for all its problems: the integer division costs more than the rest.
     """
-    scalars[GNORM] = gnorm
     finite = math.isfinite(f) and math.isfinite(gnorm)
     improved = finite and f < scalars[BEST_F]
     if improved:
