@@ -361,7 +361,8 @@ def minimize_batch(fun: Callable[..., Any], x0: Any, args: Any = (), method: str
     other, and the results are those of one thread, bit for bit.  ``fun``
     and ``jac`` are then called from several threads at once, so they must
     not write to anything they share (a Numba function that only reads its
-    arguments and returns new arrays is safe).
+    arguments and returns new arrays is safe); a callable ``lr`` is called
+    by each thread, for the steps of its share.
 
     **GPU.**  With ``device="cuda"``, ``fun`` and ``jac`` receive a ``(K, n)``
     device array; ``fun`` returns the K values (a host or device array) and
