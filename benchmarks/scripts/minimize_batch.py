@@ -439,21 +439,17 @@ def measure(problem: str, steps: int, rounds: int, loop_problems: int, jax: JaxP
     if scaled:
         lines += ["", f"{' and '.join(scaled)}: run on the first {loop_problems} problems, "
                       f"times scaled by {count / loop_problems:g}, losses those problems'."]
-    verdicts = []
-    for name in PYTHON_PEERS:
-        python = times[name]
-        verdicts.append(f"{name}: " + ", ".join(
-            f"{reference / python:.1f}x the {label} (target >= {PYTHON_SPEEDUP_TARGET:g}x: "
-            f"{'met' if reference / python >= PYTHON_SPEEDUP_TARGET else 'NOT met'})"
+    def against_scipy(seconds: float, target: float) -> str:
+        return ", ".join(
+            f"{reference / seconds:.1f}x the {label} (target >= {target:g}x: "
+            f"{'met' if reference / seconds >= target else 'NOT met'})"
             for label, reference in (("SciPy loop", base), ("SciPy loop, BLAS 1 thread", base_1)))
-            + ".")
+
+    verdicts = [f"{name}: {against_scipy(times[name], PYTHON_SPEEDUP_TARGET)}."
+                for name in PYTHON_PEERS]
     for name in COMPILED_PEERS:
         compiled = times[name]
-        ratios = ", ".join(
-            f"{reference / compiled:.1f}x the {label} (target >= {COMPILED_SPEEDUP_TARGET:g}x: "
-            f"{'met' if reference / compiled >= COMPILED_SPEEDUP_TARGET else 'NOT met'})"
-            for label, reference in (("SciPy loop", base), ("SciPy loop, BLAS 1 thread", base_1)))
-        verdict = f"{name}: {ratios}"
+        verdict = f"{name}: {against_scipy(compiled, COMPILED_SPEEDUP_TARGET)}"
         if jax_name in times:
             ratio = times[jax_name] / compiled
             same = losses[name] <= losses[jax_name] * (1.0 + 1e-6)
